@@ -1,0 +1,155 @@
+# Makefile: hand-written and non-recursive. `make` on a fresh clone runs
+# autoreconf and ./configure (through the config.mk rule) before building.
+# Objects go to build/ (or build-san/ with SAN=1); tools land in bin/.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+# Goals that must work before configure has run.
+NOCONFIG_GOALS := clean distclean deps
+# Goals that may install missing Debian packages when run as root.
+INSTALL_GOALS := demo check check-full bench
+CH_INSTALL_DEPS ?= $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),yes,no)
+export CH_INSTALL_DEPS
+
+ifneq ($(filter-out $(NOCONFIG_GOALS),$(or $(MAKECMDGOALS),all)),)
+include config.mk
+endif
+
+config.mk: configure.ac config.mk.in
+	test/setup/install-deps.sh build
+	autoreconf -i
+	if [ -x config.status ]; then ./config.status --recheck && ./config.status; \
+	else ./configure $(CONFIGURE_FLAGS); fi
+
+PREFIX ?= $(prefix)
+DESTDIR ?=
+
+# SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer into build-san/.
+ifeq ($(SAN),1)
+B := build-san
+BINDIR := build-san/bin
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+HARDEN := -fstack-protector-strong -fPIE
+else
+B := build
+BINDIR := bin
+OPT := -O2 -g
+LDSAN :=
+HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+endif
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wmissing-declarations \
+        -Wformat=2 -Wimplicit-fallthrough -Wnull-dereference -Wundef $(WERROR)
+CPPFLAGS := -I. -Ilib -Ibin -DCH_PREFIX='"$(PREFIX)"'
+CXXFLAGS := -std=c++20 $(OPT) $(HARDEN) $(WARN) $(CXXFLAGS_CFG) \
+            $(YAML_CFLAGS) $(ARCHIVE_CFLAGS) $(ZSTD_CFLAGS) $(CURL_CFLAGS) $(JSON_CFLAGS) \
+            $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(FUSE_CFLAGS)
+# libstdc++ linked statically: it removes the largest share of dynamic-linking
+# work from every start of ch-run (one per MPI rank).
+LDFLAGS := $(LDSAN) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(if $(SAN),,-static-libstdc++ -static-libgcc) $(LDFLAGS_CFG)
+
+# squashfuse's include directory holds generic names (util.h, cache.h), so only
+# the files that talk to it see it.
+SQUASHFUSE_USERS := $(B)/lib/image/squash_serve.o
+$(SQUASHFUSE_USERS): CXXFLAGS += $(SQUASHFUSE_CFLAGS)
+
+# ---- libraries: one static archive per lib/ module ----------------------
+MODULES := util storage image registry run
+define module_rules
+$(1)_SRCS := $$(sort $$(wildcard lib/$(1)/*.cc))
+$(1)_OBJS := $$(patsubst %.cc,$(B)/%.o,$$($(1)_SRCS))
+$(B)/lib/libch_$(1).a: $$($(1)_OBJS)
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
+lib_a = $(foreach m,$(1),$(B)/lib/libch_$(m).a)
+
+$(B)/%.o: %.cc config.h
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c -o $@ $<
+
+# ---- tools ------------------------------------------------------------------
+TOOLS := ch-run ch-checkns
+CLI_OBJS := $(B)/bin/cli.o
+
+# Each tool's archives (in link order) and system libraries. ch-run must not
+# link libcurl or libarchive: test/checks/link-deps.sh enforces it.
+ch-run_LIBS     := $(call lib_a,run image storage util)
+ch-run_SYSLIBS  := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
+ch-checkns_LIBS := $(call lib_a,run image storage util)
+ch-checkns_SYSLIBS := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
+ch-convert_LIBS := $(call lib_a,image storage util)
+ch-convert_SYSLIBS := $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
+
+define tool_rules
+$(BINDIR)/$(1): $(B)/bin/$(1).o $(CLI_OBJS) $$($(1)_LIBS)
+	@mkdir -p $$(@D)
+	$$(CXX) $$(CXXFLAGS) $$(LDFLAGS) -o $$@ $$^ $$($(1)_SYSLIBS)
+endef
+$(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
+TOOL_BINS := $(addprefix $(BINDIR)/,$(TOOLS))
+
+# ---- the embedded default image (busybox-static, no network) ---------------
+IMAGE := $(B)/img/busybox
+$(IMAGE)/.built: examples/busybox/mkimage.sh
+	examples/busybox/mkimage.sh $(BUSYBOX) $(IMAGE)
+	touch $@
+
+# ---- unit tests ------------------------------------------------------------
+UNIT_SRCS := $(sort $(shell find test/unit -name '*.cc' 2>/dev/null))
+UNIT_OBJS := $(patsubst %.cc,$(B)/%.o,$(UNIT_SRCS))
+UNIT_BIN := $(B)/test/unit/unit-tests
+$(UNIT_BIN): $(UNIT_OBJS) $(call lib_a,run registry image storage util)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
+	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
+
+# ---- goals -----------------------------------------------------------------
+.PHONY: all tools image unit demo check check-full bench install lint clean distclean deps san
+all: tools image unit
+tools: $(TOOL_BINS)
+image: $(IMAGE)/.built
+unit: $(UNIT_BIN)
+san:
+	$(MAKE) SAN=1 tools unit
+
+deps:
+	CH_INSTALL_DEPS=yes test/setup/install-deps.sh build
+
+demo: all
+	examples/demo.sh $(BINDIR) $(IMAGE)
+
+check: all
+	$(MAKE) SAN=1 tools unit
+	test/check.sh standard
+
+check-full: all
+	$(MAKE) SAN=1 tools unit
+	test/check.sh full
+
+bench: all
+	test/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/chtools
+	install -m 0755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	rm -rf $(DESTDIR)$(PREFIX)/share/chtools/busybox
+	cp -a $(IMAGE) $(DESTDIR)$(PREFIX)/share/chtools/busybox
+	rm -f $(DESTDIR)$(PREFIX)/share/chtools/busybox/.built
+
+lint:
+	test/checks/lint.sh
+
+clean:
+	rm -rf build build-san $(addprefix bin/,$(TOOLS))
+
+distclean: clean
+	rm -rf config.mk config.h config.h.in config.status config.log configure autom4te.cache aclocal.m4 config.h.in~
+
+-include $(shell find build build-san -name '*.d' 2>/dev/null)

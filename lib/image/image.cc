@@ -1,0 +1,83 @@
+// image.cc: see image.hh.
+#include "image/image.hh"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "storage/layout.hh"
+#include "util/error.hh"
+#include "util/fd.hh"
+
+namespace ch::image {
+
+bool has_squash_magic(int fd) {
+    char magic[4] = {};
+    return ::pread(fd, magic, sizeof magic, 0) == 4 && std::memcmp(magic, "hsqs", 4) == 0;
+}
+
+const char* kind_name(Kind k) {
+    switch (k) {
+    case Kind::directory:
+        return "directory";
+    case Kind::squash:
+        return "SquashFS file";
+    case Kind::name:
+        return "storage image";
+    }
+    return "?";
+}
+
+namespace {
+bool is_inside(const fs::path& child, const fs::path& parent) {
+    const std::string c = child.string();
+    const std::string p = parent.string();
+    return c.size() > p.size() && c.compare(0, p.size(), p) == 0 && c[p.size()] == '/';
+}
+} // namespace
+
+Image resolve_image(std::string_view ref, const fs::path& storage, bool unsafe) {
+    Image img;
+    img.ref = ref;
+    const fs::path stored = storage::image_dir(storage, ref);
+    struct stat st {};
+    if (!ref.empty() && ::lstat(stored.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        img.kind = Kind::name;
+        img.path = stored;
+        return img;
+    }
+    const std::string path(ref);
+    if (::stat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT)
+            fail("can't find image ", printable(ref), ": no such file or directory, and no image of "
+                 "that name in ", storage.string());
+        throw_errno("can't stat image ", printable(ref));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        std::error_code ec;
+        img.kind = Kind::directory;
+        img.path = fs::canonical(path, ec);
+        if (ec)
+            fail("can't resolve image path ", printable(ref), ": ", ec.message());
+        std::error_code ec2;
+        const fs::path storage_real = fs::weakly_canonical(storage, ec2);
+        if (!unsafe && !ec2 && is_inside(img.path, storage_real))
+            fail("can't run ", printable(ref), ": directory is inside storage ", storage_real.string(),
+                 " (run it by name instead)");
+        return img;
+    }
+    if (S_ISREG(st.st_mode)) {
+        const Fd fd = open_at(AT_FDCWD, path, O_RDONLY);
+        if (has_squash_magic(fd.get())) {
+            img.kind = Kind::squash;
+            img.path = fs::absolute(path);
+            return img;
+        }
+    }
+    fail("can't run ", printable(ref), ": unknown image type (not a directory or a SquashFS file)");
+}
+
+} // namespace ch::image

@@ -1,0 +1,250 @@
+// apply.cc: the only code in lib/run that calls unshare, mount, umount2,
+// pivot_root or writes the id maps. Every decision was made in plan.cc; this
+// file carries a Plan out in order and names the paths in every error.
+//
+// Paths are handled through O_PATH descriptors and mounted via
+// /proc/self/fd/N, so a symlink in a hostile image can't redirect a mount:
+// destinations are resolved inside the new root (util/fd.cc).
+#include "run/apply.hh"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/magic.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "util/error.hh"
+#include "util/fd.hh"
+#include "util/log.hh"
+
+namespace ch::run {
+
+namespace {
+
+void write_proc_self(const char* file, const std::string& content) {
+    const Fd fd = open_at(AT_FDCWD, cat("/proc/self/", file), O_WRONLY);
+    if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size()))
+        throw_errno("can't write /proc/self/", file, " (", content.substr(0, content.size() - 1), ")");
+}
+
+// One-line maps: the container id maps to the invoking id and nothing else,
+// so no other host user's files can be owned or impersonated. setgroups must
+// be denied before an unprivileged process may write gid_map (user_namespaces(7)).
+void enter_namespaces(const IdMap& uid, const IdMap& gid) {
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+        throw_errno("can't create user and mount namespaces (run ch-checkns to see why)");
+    write_proc_self("setgroups", "deny\n");
+    write_proc_self("uid_map", cat(uid.inside, " ", uid.outside, " 1\n"));
+    write_proc_self("gid_map", cat(gid.inside, " ", gid.outside, " 1\n"));
+    // Nothing done below may propagate back to the host's mounts.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        throw_errno("can't make mounts private");
+}
+
+void bind_mount(const std::string& src_proc, const std::string& dst_proc, const std::string& src,
+                const std::string& dst, unsigned long flags = MS_REC) {
+    if (::mount(src_proc.c_str(), dst_proc.c_str(), nullptr, MS_BIND | flags, nullptr) != 0)
+        throw_errno("can't bind ", src, " to ", dst);
+}
+
+// Mount flags that an unprivileged remount must keep: the kernel locks them
+// on mounts inherited from a more privileged namespace, and EPERM follows if
+// a remount tries to clear one.
+unsigned long locked_flags(int fd) {
+    struct statvfs sv {};
+    if (::fstatvfs(fd, &sv) != 0)
+        throw_errno("can't statvfs the image");
+    unsigned long flags = 0;
+    const std::pair<unsigned long, unsigned long> map[] = {
+        {ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV},         {ST_NOEXEC, MS_NOEXEC},
+        {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
+    };
+    for (const auto& [st, ms] : map)
+        if (sv.f_flag & st)
+            flags |= ms;
+    return flags;
+}
+
+// ch-run's private scratch space: a tmpfs mounted over the image directory in
+// our own mount namespace (the image stays reachable through image_fd). It
+// holds the new root's mount point, the passwd/group files and, for -W, the
+// overlay's upper and work directories. It disappears with the namespace.
+Fd mount_scratch(const Plan& plan, const Fd& image_fd) {
+    const std::string opts = cat("mode=0700,size=", plan.overlay_size.value_or("8m"));
+    if (::mount("tmpfs", image_fd.proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
+        throw_errno("can't mount tmpfs for ch-run's scratch space (", opts, ")");
+    // The path walk, unlike the magic link, goes through the new mount.
+    Fd scratch = open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
+    struct statfs sf {};
+    if (::fstatfs(scratch.get(), &sf) != 0 || sf.f_type != TMPFS_MAGIC)
+        fail("can't set up scratch space: ", plan.image.string(), " changed during setup");
+    for (const char* d : {"root", "upper", "work", "lower", "files"})
+        if (::mkdirat(scratch.get(), d, 0700) != 0)
+            throw_errno("can't create scratch directory ", d);
+    return scratch;
+}
+
+Fd open_dir_at(const Fd& dir, const char* name) { return open_at(dir.get(), name, O_PATH | O_DIRECTORY); }
+
+// The image becomes scratch/root: a bind (read-only unless -w), or with -W an
+// overlay whose writes go to the tmpfs. Returns the new root.
+//
+// Not MS_REC: the scratch tmpfs is itself mounted on the image directory, and
+// a recursive bind would carry it along on top of the new root.
+Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
+    const Fd mp = open_dir_at(scratch, "root");
+    if (!plan.overlay_size) {
+        bind_mount(image_fd.proc_path(), mp.proc_path(), plan.image.string(), "the new root", 0);
+    } else {
+        const Fd lower = open_dir_at(scratch, "lower");
+        bind_mount(image_fd.proc_path(), lower.proc_path(), plan.image.string(),
+                   "the overlay's lower layer", 0);
+        const Fd upper = open_dir_at(scratch, "upper");
+        const Fd work = open_dir_at(scratch, "work");
+        // userxattr: unprivileged overlayfs keeps its metadata in user.*
+        // xattrs (Linux 5.11). volatile: the upper layer is a throw-away tmpfs,
+        // so skip syncs. Paths go through /proc/self/fd: the image path may
+        // hold ',' or ':', which the option parser would split on.
+        const std::string opts = cat("lowerdir=", lower.proc_path(), ",upperdir=", upper.proc_path(),
+                                     ",workdir=", work.proc_path(), ",userxattr,volatile");
+        if (::mount("overlay", mp.proc_path().c_str(), "overlay", 0, opts.c_str()) != 0)
+            throw_errno("can't mount overlayfs for -W on ", plan.image.string(),
+                        " (run ch-checkns to see if this kernel allows it)");
+    }
+    Fd root = open_dir_at(scratch, "root"); // now the mounted root, not the directory under it
+    if (!plan.writable_root()) {
+        const unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(root.get());
+        if (::mount(nullptr, root.proc_path().c_str(), nullptr, flags, nullptr) != 0)
+            throw_errno("can't remount image ", plan.image.string(), " read-only");
+    }
+    return root;
+}
+
+// Resolve dst inside the new root; nullopt means "skip this optional step".
+std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool is_file,
+                           const std::string& what) {
+    Fd fd = resolve_in_root(root.get(), dst.string());
+    if (fd)
+        return fd;
+    if (errno != ENOENT)
+        throw_errno(what, ": ", dst.string());
+    if (need == Need::optional)
+        return std::nullopt;
+    if (need == Need::make_dst)
+        return make_in_root(root.get(), dst.string(), is_file);
+    fail(what, ": destination ", dst.string(), " not found in the image (the image is read-only; "
+         "-W creates missing destinations in a writable overlay)");
+}
+
+void apply_bind(const Fd& root, const Bind& b) {
+    const std::string what = cat("can't bind ", b.src.string(), " to ", b.dst.string());
+    const Fd src = try_open_at(AT_FDCWD, b.src, O_PATH);
+    if (!src) {
+        if (errno == ENOENT && b.need == Need::optional)
+            return;
+        throw_errno(what);
+    }
+    struct stat st {};
+    if (::fstat(src.get(), &st) != 0)
+        throw_errno(what);
+    const auto dst = find_dst(root, b.dst, b.need, !S_ISDIR(st.st_mode), what);
+    if (!dst)
+        return;
+    log::verbose("bind ", b.src.string(), " -> ", b.dst.string());
+    bind_mount(src.proc_path(), dst->proc_path(), b.src.string(), b.dst.string());
+}
+
+void apply_tmpfs(const Fd& root, const Tmpfs& t) {
+    const std::string what = cat("can't mount tmpfs on ", t.dst.string());
+    const auto dst = find_dst(root, t.dst, Need::required, false, what);
+    if (::mount("tmpfs", dst->proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, t.options.c_str()) != 0)
+        throw_errno(what);
+}
+
+void apply_write_file(const Fd& root, const Fd& scratch, const WriteFile& w, int serial) {
+    const std::string what = cat("can't bind a generated file to ", w.dst.string());
+    const Fd files = open_dir_at(scratch, "files");
+    const std::string name = cat(serial);
+    {
+        const Fd out = open_at(files.get(), name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        write_all(out.get(), w.content, w.dst.string());
+    }
+    const Fd src = open_at(files.get(), name, O_PATH);
+    const auto dst = find_dst(root, w.dst, w.need, true, what);
+    if (dst)
+        bind_mount(src.proc_path(), dst->proc_path(), "a generated file", w.dst.string());
+}
+
+// pivot_root(".", ".") stacks the old root on top of the new one, and the
+// detach removes it (pivot_root(2), NOTES). It fails with EINVAL when the
+// host root is initramfs (rootfs can't be unmounted), as on some diskless
+// compute nodes; there, moving the new root over "/" and chroot is the way.
+void pivot_into(const Fd& root) {
+    if (::fchdir(root.get()) != 0)
+        throw_errno("can't enter the new root");
+    if (::syscall(SYS_pivot_root, ".", ".") == 0) {
+        if (::umount2(".", MNT_DETACH) != 0)
+            throw_errno("can't detach the old root");
+    } else if (errno == EINVAL) {
+        if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0)
+            throw_errno("can't move the new root over /");
+        if (::chroot(".") != 0)
+            throw_errno("can't chroot into the new root");
+    } else {
+        throw_errno("can't pivot_root into the new root");
+    }
+    if (::chdir("/") != 0)
+        throw_errno("can't chdir to / in the container");
+}
+
+} // namespace
+
+void apply(const Plan& plan) {
+    enter_namespaces(plan.uid, plan.gid);
+    // Opened after unshare: a descriptor from the old namespace names a mount
+    // that is not in ours, and bind mounts from it fail with EINVAL.
+    const Fd image_fd = open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
+    const Fd scratch = mount_scratch(plan, image_fd);
+    const Fd root = mount_root(plan, image_fd, scratch);
+    int serial = 0;
+    for (const auto& step : plan.steps) {
+        if (const auto* b = std::get_if<Bind>(&step))
+            apply_bind(root, *b);
+        else if (const auto* t = std::get_if<Tmpfs>(&step))
+            apply_tmpfs(root, *t);
+        else if (const auto* w = std::get_if<WriteFile>(&step))
+            apply_write_file(root, scratch, *w, serial++);
+    }
+    pivot_into(root);
+}
+
+void drop_privileges() {
+    // Each capability must leave the bounding set one by one; stop at the
+    // first the kernel does not know.
+    for (int cap = 0; cap <= 63; cap++) {
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
+            continue;
+        if (errno == EINVAL)
+            break;
+        throw_errno("can't drop capability ", cap, " from the bounding set");
+    }
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        throw_errno("can't clear ambient capabilities");
+    struct __user_cap_header_struct hdr {};
+    hdr.version = _LINUX_CAPABILITY_VERSION_3;
+    struct __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capset, &hdr, data) != 0)
+        throw_errno("can't drop capabilities");
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        throw_errno("can't set no_new_privs");
+}
+
+} // namespace ch::run

@@ -1,0 +1,59 @@
+// options.hh: what the user asked ch-run for, already parsed and checked by
+// bin/ch-run.cc. Field names follow the option names (--private-tmp is
+// private_tmp), so one grep finds an option everywhere.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ch::run {
+
+namespace fs = std::filesystem;
+
+struct BindSpec {
+    fs::path src;
+    fs::path dst; // as given, inside the container
+};
+
+// One --set-env, --set-env0 or --unset-env, in command-line order.
+struct EnvDelta {
+    enum class Kind {
+        set,        // one KEY=VALUE, or a host file already read into vars
+        image_file, // --set-env with no argument: /ch/environment inside the image
+        unset,      // --unset-env GLOB
+    };
+    Kind kind = Kind::set;
+    std::vector<std::pair<std::string, std::string>> vars; // for set
+    std::string glob;                                      // for unset
+    char separator = '\n';                                 // for image_file ('\0' for --set-env0)
+};
+
+struct RunOptions {
+    std::string image_ref;
+    std::vector<std::string> command;
+    std::vector<BindSpec> bind;
+    std::optional<std::string> cd;
+    bool env_no_expand = false;
+    std::optional<gid_t> gid;
+    bool home = false;
+    std::optional<fs::path> mount; // -m: SquashFS mount point
+    bool no_passwd = false;
+    bool private_tmp = false;
+    int quiet = 0;
+    std::optional<fs::path> storage;
+    std::vector<EnvDelta> env;
+    std::optional<uid_t> uid;
+    bool unsafe = false;
+    int verbose = 0;
+    bool write = false;
+    std::optional<std::string> write_fake; // -W SIZE; set (to the default) when -W is given
+};
+
+constexpr const char* write_fake_default_size = "12%";
+
+} // namespace ch::run

@@ -1,0 +1,147 @@
+// plan.cc: see plan.hh. Pure: no system calls, so each option combination can
+// be checked step by step in test/unit/run/plan_test.cc.
+#include "run/plan.hh"
+
+#include "run/passwd.hh"
+#include "util/error.hh"
+#include "util/fd.hh"
+
+namespace ch::run {
+
+const std::vector<DefaultBind>& default_binds() {
+    static const std::vector<DefaultBind> binds = {
+        {"/dev", true},
+        {"/proc", true},
+        {"/sys", true},
+        {"/etc/hosts", false},
+        {"/etc/machine-id", false},
+        {"/etc/resolv.conf", false},
+        {"/var/lib/hugetlbfs", false},
+        // Cray: workload manager detection, ALPS, and the interconnect's
+        // user-space drivers, which MPI inside the container needs.
+        {"/var/opt/cray/alps/spool", false},
+        {"/etc/opt/cray/wlm_detect", false},
+        {"/opt/cray/wlm_detect", false},
+        {"/opt/cray/alps", false},
+        {"/opt/cray/udreg", false},
+        {"/opt/cray/ugni", false},
+        {"/opt/cray/xpmem", false},
+        {"/var/spool/slurmd", false},
+    };
+    return binds;
+}
+
+namespace {
+
+// A --bind destination: absolute, not "/", and no ".." that climbs above /.
+fs::path check_bind_dst(const BindSpec& b) {
+    const std::string dst = b.dst.string();
+    if (dst.empty() || dst[0] != '/')
+        throw UsageError(cat("can't bind ", b.src.string(), " to ", dst,
+                             ": destination must be an absolute path"));
+    int depth = 0;
+    for (const auto& c : split(dst, '/')) {
+        if (c == "..")
+            depth--;
+        else if (!c.empty() && c != ".")
+            depth++;
+        if (depth < 0)
+            throw UsageError(cat("can't bind ", b.src.string(), " to ", dst,
+                                 ": destination escapes the image"));
+    }
+    const std::string norm = normalize_abs(dst);
+    if (norm == "/")
+        throw UsageError(cat("can't bind ", b.src.string(), " to ", dst,
+                             ": destination can't be the image root"));
+    return norm;
+}
+
+} // namespace
+
+Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFacts& host) {
+    Plan p;
+    p.image = image_dir;
+    p.uid = {opts.uid.value_or(host.euid), host.euid};
+    p.gid = {opts.gid.value_or(host.egid), host.egid};
+    p.write = opts.write;
+    p.overlay_size = opts.write_fake;
+    p.cwd = opts.cd.value_or("/");
+
+    const std::string home_dst = "/home/" + host.user;
+    if (opts.home) {
+        if (!host.home || host.home->empty())
+            throw UsageError("--home: $HOME not set");
+        // Charliecloud always adds -W for --home; we add it only when
+        // /home/$USER must be created and the image is read-only.
+        if (!p.writable_root() && !(host.image_has && host.image_has(home_dst)))
+            p.overlay_size = write_fake_default_size;
+    }
+    const Need need_dst = p.writable_root() ? Need::make_dst : Need::required;
+
+    for (const auto& d : default_binds())
+        p.steps.emplace_back(Bind{d.path, d.path, d.required ? Need::required : Need::optional});
+
+    if (!opts.no_passwd) {
+        Account acct{p.uid.inside, p.gid.inside, host.user,
+                     host.group_name.empty() ? host.user : host.group_name, host.gecos, home_dst};
+        p.steps.emplace_back(WriteFile{"/etc/passwd", make_passwd(acct), need_dst});
+        p.steps.emplace_back(WriteFile{"/etc/group", make_group(acct), need_dst});
+    }
+
+    if (opts.private_tmp)
+        p.steps.emplace_back(Tmpfs{"/tmp", "mode=1777"});
+    else
+        p.steps.emplace_back(Bind{host.tmpdir, "/tmp", need_dst});
+
+    if (opts.home)
+        p.steps.emplace_back(Bind{*host.home, home_dst, p.writable_root() ? Need::make_dst
+                                                                          : Need::required});
+
+    for (const auto& b : opts.bind)
+        p.steps.emplace_back(Bind{b.src, check_bind_dst(b), need_dst});
+    return p;
+}
+
+namespace {
+const char* need_name(Need n) {
+    switch (n) {
+    case Need::required:
+        return "required";
+    case Need::optional:
+        return "optional";
+    case Need::make_dst:
+        return "create destination";
+    }
+    return "?";
+}
+} // namespace
+
+std::string describe(const Step& s) {
+    return std::visit(
+        [](const auto& st) -> std::string {
+            using T = std::decay_t<decltype(st)>;
+            if constexpr (std::is_same_v<T, Bind>)
+                return cat("bind ", st.src.string(), " -> ", st.dst.string(), " (", need_name(st.need), ")");
+            else if constexpr (std::is_same_v<T, Tmpfs>)
+                return cat("tmpfs -> ", st.dst.string(), " (", st.options, ")");
+            else
+                return cat("write ", st.dst.string(), " (", st.content.size(), " bytes, ",
+                           need_name(st.need), ")");
+        },
+        s);
+}
+
+std::string describe(const Plan& p) {
+    std::string out = cat("uid map: ", p.uid.inside, " ", p.uid.outside, " 1\n",
+                          "gid map: ", p.gid.inside, " ", p.gid.outside, " 1\n",
+                          "image: ", p.image.string(),
+                          p.overlay_size ? cat(" (overlay on tmpfs size=", *p.overlay_size, ")")
+                                         : std::string(p.write ? " (writable)" : " (read-only)"),
+                          "\n");
+    for (const auto& s : p.steps)
+        out += describe(s) + "\n";
+    out += "cd " + p.cwd;
+    return out;
+}
+
+} // namespace ch::run

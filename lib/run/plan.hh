@@ -1,0 +1,90 @@
+// plan.hh: every decision ch-run makes about namespaces and mounts, as data.
+// make_plan is pure (unit-tested without privileges); apply.cc carries a Plan
+// out step by step. -vv prints the plan before it is applied.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "run/options.hh"
+
+namespace ch::run {
+
+namespace fs = std::filesystem;
+
+// What to do when a source or destination is missing (Charliecloud's BD_*).
+enum class Need {
+    required, // both must exist; error otherwise
+    optional, // skip quietly if either is missing
+    make_dst, // the root is writable: create a missing destination
+};
+
+struct IdMap {
+    unsigned inside = 0;
+    unsigned outside = 0;
+};
+
+struct Bind {
+    fs::path src; // host path
+    fs::path dst; // container path, absolute
+    Need need = Need::required;
+};
+
+struct Tmpfs {
+    fs::path dst;
+    std::string options;
+};
+
+// A file written into ch-run's private scratch space and bound at dst.
+struct WriteFile {
+    fs::path dst;
+    std::string content;
+    Need need = Need::required;
+};
+
+using Step = std::variant<Bind, Tmpfs, WriteFile>;
+
+struct Plan {
+    IdMap uid, gid;
+    fs::path image;                          // host directory that becomes /
+    bool write = false;                      // -w: leave the image writable
+    std::optional<std::string> overlay_size; // -W: tmpfs size for the overlay's upper layer
+    std::vector<Step> steps;                 // after the root exists, in order
+    std::string cwd = "/";
+    bool writable_root() const { return write || overlay_size.has_value(); }
+};
+
+// What make_plan needs to know about the host and the image.
+struct HostFacts {
+    uid_t euid = 0;
+    gid_t egid = 0;
+    std::string user;                // $USER
+    std::optional<std::string> home; // $HOME
+    std::string tmpdir = "/tmp";     // $TMPDIR or /tmp
+    std::string group_name;          // of egid, for /etc/group
+    std::string gecos;
+    std::function<bool(const fs::path&)> image_has; // path exists inside the image
+};
+
+// Host paths bound by default: required ones must exist on the host and in
+// the image; optional ones are bound when both sides exist.
+struct DefaultBind {
+    const char* path;
+    bool required;
+};
+const std::vector<DefaultBind>& default_binds();
+
+// Throws UsageError for a bad --bind destination (relative, "/", or climbing
+// out of the image) or --home without $HOME.
+Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFacts& host);
+
+std::string describe(const Step& s);
+std::string describe(const Plan& p);
+
+} // namespace ch::run

@@ -1,0 +1,28 @@
+// probe.hh: can this kernel, for this user, do what ch-run needs? Each probe
+// tries the real thing in a throw-away child process and, when it fails, says
+// precisely why (a sysctl, a missing feature, a device mode) and how to fix it.
+// Used by ch-checkns and by ch-run --feature.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ch::run {
+
+struct Check {
+    std::string name;   // what ch-run uses it for
+    bool ok = false;
+    std::string detail; // why not, and the fix
+};
+
+// Every check, in the order a user should fix them.
+std::vector<Check> check_kernel();
+
+// nullopt if it works, else why not.
+std::optional<std::string> probe_user_namespaces();
+std::optional<std::string> probe_overlayfs();
+std::optional<std::string> probe_tmpfs_xattrs();
+std::optional<std::string> probe_fuse();
+
+} // namespace ch::run

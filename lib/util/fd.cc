@@ -1,0 +1,209 @@
+// fd.cc: see fd.hh. The walk here is what keeps a hostile image from steering
+// a bind mount onto a host path through a symlink, so it never opens ".." and
+// never follows a link without re-rooting it.
+#include "util/fd.hh"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <deque>
+#include <vector>
+
+#include "util/error.hh"
+
+namespace ch {
+
+void Fd::reset(int fd) noexcept {
+    if (fd_ >= 0)
+        ::close(fd_);
+    fd_ = fd;
+}
+
+std::string Fd::proc_path() const { return cat("/proc/self/fd/", fd_); }
+
+Fd try_open_at(int dirfd, const fs::path& path, int flags, mode_t mode) {
+    return Fd(::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode));
+}
+
+Fd open_at(int dirfd, const fs::path& path, int flags, mode_t mode) {
+    Fd fd = try_open_at(dirfd, path, flags, mode);
+    if (!fd)
+        throw_errno("can't open ", path.string());
+    return fd;
+}
+
+std::string read_file(const fs::path& path) {
+    const Fd fd = open_at(AT_FDCWD, path, O_RDONLY);
+    std::string out;
+    char buf[8192];
+    while (true) {
+        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            throw_errno("can't read ", path.string());
+        }
+        if (n == 0)
+            break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+}
+
+void write_all(int fd, std::string_view data, std::string_view what) {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            throw_errno("can't write ", what);
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+namespace {
+
+constexpr int max_symlinks = 40; // the kernel's own limit (MAXSYMLINKS)
+
+std::deque<std::string> components(std::string_view path) {
+    std::deque<std::string> out;
+    for (auto& c : split(path, '/'))
+        if (!c.empty() && c != ".")
+            out.push_back(std::move(c));
+    return out;
+}
+
+std::string read_link_at(int fd) {
+    std::string target(256, '\0');
+    while (true) {
+        const ssize_t n = ::readlinkat(fd, "", target.data(), target.size());
+        if (n < 0)
+            return {};
+        if (static_cast<std::size_t>(n) < target.size()) {
+            target.resize(static_cast<std::size_t>(n));
+            return target;
+        }
+        target.resize(target.size() * 2);
+    }
+}
+
+// The shared walk. With create set, missing components are made (directories,
+// or an empty file for the last one if last_is_file).
+Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool last_is_file) {
+    // The stack holds the directories from root down to the current one, so
+    // ".." pops instead of opening "..": a walk can't climb out of root.
+    std::vector<Fd> stack;
+    auto current = [&]() { return stack.empty() ? rootfd : stack.back().get(); };
+    std::deque<std::string> todo = components(path);
+    int links = 0;
+    while (!todo.empty()) {
+        const std::string c = std::move(todo.front());
+        todo.pop_front();
+        const bool last = todo.empty();
+        if (c == "..") {
+            if (!stack.empty())
+                stack.pop_back();
+            continue;
+        }
+        Fd next(::openat(current(), c.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        if (!next && errno == ENOENT && create) {
+            int rc = 0;
+            if (last && last_is_file) {
+                rc = ::openat(current(), c.c_str(),
+                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (rc >= 0)
+                    ::close(rc);
+            } else {
+                rc = ::mkdirat(current(), c.c_str(), 0755);
+            }
+            if (rc < 0 && errno != EEXIST)
+                return Fd();
+            next = Fd(::openat(current(), c.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        }
+        if (!next)
+            return Fd();
+        struct stat st {};
+        if (::fstat(next.get(), &st) != 0)
+            return Fd();
+        if (S_ISLNK(st.st_mode) && (!last || follow == FollowLast::yes)) {
+            if (++links > max_symlinks) {
+                errno = ELOOP;
+                return Fd();
+            }
+            const std::string target = read_link_at(next.get());
+            if (target.empty()) {
+                errno = ENOENT;
+                return Fd();
+            }
+            if (target[0] == '/')
+                stack.clear(); // absolute targets restart at root, not at the host's /
+            auto more = components(target);
+            todo.insert(todo.begin(), more.begin(), more.end());
+            continue;
+        }
+        if (!last && !S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            return Fd();
+        }
+        stack.push_back(std::move(next));
+    }
+    if (stack.empty()) // the path named root itself
+        return Fd(::openat(rootfd, ".", O_PATH | O_CLOEXEC));
+    return std::move(stack.back());
+}
+
+} // namespace
+
+Fd resolve_in_root_walk(int rootfd, std::string_view path, FollowLast follow) {
+    return walk(rootfd, path, follow, false, false);
+}
+
+Fd resolve_in_root(int rootfd, std::string_view path, FollowLast follow) {
+    static bool have_openat2 = true;
+    if (have_openat2) {
+        struct open_how how {};
+        how.flags = O_PATH | O_CLOEXEC | (follow == FollowLast::no ? O_NOFOLLOW : 0);
+        how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        const std::string rel = path.empty() ? std::string(".") : std::string(path);
+        for (int tries = 0; tries < 8; tries++) {
+            const long fd = ::syscall(SYS_openat2, rootfd, rel.c_str(), &how, sizeof how);
+            if (fd >= 0)
+                return Fd(static_cast<int>(fd));
+            if (errno == EAGAIN) // a rename raced the lookup; the kernel asks us to retry
+                continue;
+            if (errno == ENOSYS || errno == EPERM) { // missing, or refused by a seccomp filter
+                have_openat2 = false;
+                break;
+            }
+            return Fd();
+        }
+    }
+    return resolve_in_root_walk(rootfd, path, follow);
+}
+
+Fd make_in_root(int rootfd, std::string_view path, bool last_is_file) {
+    Fd fd = walk(rootfd, path, FollowLast::yes, true, last_is_file);
+    if (!fd)
+        throw_errno("can't create ", path);
+    return fd;
+}
+
+std::string normalize_abs(std::string_view path) {
+    std::vector<std::string> out;
+    for (auto& c : components(path)) {
+        if (c == "..") {
+            if (!out.empty())
+                out.pop_back();
+        } else {
+            out.push_back(std::move(c));
+        }
+    }
+    return "/" + join(out, "/");
+}
+
+} // namespace ch

@@ -1,0 +1,85 @@
+// fd.hh: file descriptors as owned values, and walks that stay inside a root.
+// Every descriptor is opened O_CLOEXEC: ch-run ends in execvp, where no
+// destructor runs, so anything inheritable would leak into the container.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace ch {
+
+namespace fs = std::filesystem;
+
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) noexcept : fd_(fd) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    Fd& operator=(Fd&& other) noexcept {
+        reset(std::exchange(other.fd_, -1));
+        return *this;
+    }
+    ~Fd() { reset(); }
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    // close(2) once; Linux releases the descriptor even when close fails with
+    // EINTR, so retrying could close someone else's.
+    void reset(int fd = -1) noexcept;
+    // "/proc/self/fd/N": lets mount(2) and friends act on exactly this file.
+    std::string proc_path() const;
+
+private:
+    int fd_ = -1;
+};
+
+// C handles freed by one function: std::unique_ptr<archive, FreeWith<archive_read_free>>.
+template <auto Fn>
+struct FreeWith {
+    template <typename T>
+    void operator()(T* p) const noexcept {
+        if (p)
+            Fn(p);
+    }
+};
+
+// openat(2) with O_CLOEXEC added; throws SysError "can't open PATH: reason".
+Fd open_at(int dirfd, const fs::path& path, int flags, mode_t mode = 0);
+// Same, but returns an empty Fd (errno set) instead of throwing.
+Fd try_open_at(int dirfd, const fs::path& path, int flags, mode_t mode = 0);
+
+// Read a whole (small) file; throws "can't read PATH: reason".
+std::string read_file(const fs::path& path);
+// Write all of data to fd; throws "can't write WHAT: reason".
+void write_all(int fd, std::string_view data, std::string_view what);
+
+// How resolve_in_root treats the last component when it is a symlink.
+enum class FollowLast { yes, no };
+
+// Open path (absolute or relative, interpreted inside root) as an O_PATH
+// descriptor, resolving every symlink and ".." as if root were "/": nothing
+// can lead outside root. Uses openat2(RESOLVE_IN_ROOT) where the kernel has it
+// (Linux 5.6+), else a component-by-component walk. Returns an empty Fd with
+// errno set when a component is missing or unreadable.
+Fd resolve_in_root(int rootfd, std::string_view path, FollowLast follow = FollowLast::yes);
+// The portable walk alone, so tests can cover it on kernels that have openat2.
+Fd resolve_in_root_walk(int rootfd, std::string_view path, FollowLast follow = FollowLast::yes);
+
+// Like resolve_in_root, but creates missing directories (mode 0755) on the
+// way; if last_is_file, the last component is created as an empty file
+// instead. Throws SysError naming path.
+Fd make_in_root(int rootfd, std::string_view path, bool last_is_file);
+
+// Lexically normalise an in-image path: collapse "//", ".", and ".." (which
+// stops at the root). The result is absolute.
+std::string normalize_abs(std::string_view path);
+
+} // namespace ch

@@ -1,0 +1,46 @@
+#!/bin/bash
+# install-deps.sh PROFILE...: make sure the Debian packages a profile needs are
+# installed. Profiles: build (compile the tools), test (make check), bench
+# (make bench). As root with CH_INSTALL_DEPS=yes, missing packages are installed
+# with apt-get; otherwise the exact apt-get line is printed and we stop.
+set -euo pipefail
+
+declare -A pkgs=(
+  [build]="g++ make autoconf pkg-config libargh-dev libyaml-cpp-dev libarchive-dev libzstd-dev
+           libcurl4-openssl-dev doctest-dev nlohmann-json3-dev libssl-dev libsquashfs-dev
+           libsquashfuse-dev libfuse3-dev busybox-static"
+  [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools fuse3 binutils"
+  [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time"
+)
+
+want=()
+for profile in "$@"; do
+  [[ -n ${pkgs[$profile]+x} ]] || { echo "install-deps.sh: unknown profile: $profile" >&2; exit 2; }
+  # shellcheck disable=SC2206
+  want+=(${pkgs[$profile]})
+done
+
+if ! command -v dpkg-query >/dev/null; then
+  echo "install-deps.sh: not a Debian system; make sure these are installed: ${want[*]}" >&2
+  exit 0
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -eq 0 && ${CH_INSTALL_DEPS:-no} == yes ]]; then
+  echo "install-deps.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine may have empty package lists; update once if needed.
+  if ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; then
+    apt-get update >/dev/null
+    apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  exit 0
+fi
+echo "missing Debian packages: ${missing[*]}" >&2
+echo "install them with: sudo apt-get install ${missing[*]}" >&2
+exit 1
