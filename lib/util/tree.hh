@@ -1,0 +1,16 @@
+// tree.hh: removing a directory tree safely: never follows symlinks, and
+// makes directories user-writable on the way (images often hold read-only
+// ones), so an unprivileged user can always delete what they unpacked.
+#pragma once
+
+#include <filesystem>
+
+namespace ch {
+
+// Remove path and everything under it; a missing path is not an error.
+// Throws SysError naming the entry that could not be removed.
+void remove_tree(const std::filesystem::path& path);
+// The same, relative to dirfd.
+void remove_tree_at(int dirfd, const std::string& name);
+
+} // namespace ch

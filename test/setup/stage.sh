@@ -1,0 +1,62 @@
+# stage.sh: sourced by test/check.sh. Puts what the integration tests need
+# where the unprivileged test user can read it (the build tree may not be),
+# builds the shared fixtures once per run, and lets that user use /dev/fuse
+# for the run (restored at exit).
+# Sets: CH_TEST_ROOT (the staging area), ch_test_user.
+
+ch_test_user=${CH_TEST_USER:-chtest}
+CH_TEST_ROOT=${CH_TEST_ROOT:-/var/tmp/ch-test.$(id -u)}
+export CH_TEST_ROOT
+
+ch_fuse_mode_saved=
+
+restore_fuse() {
+    if [[ -n $ch_fuse_mode_saved ]]; then
+        chmod "$ch_fuse_mode_saved" /dev/fuse && echo "restored /dev/fuse to mode $ch_fuse_mode_saved"
+        ch_fuse_mode_saved=
+    fi
+}
+
+stage_all() { # stage_all SCOPE
+    local scope=$1 top
+    top=$(pwd)
+    if [[ $(id -u) -eq 0 ]]; then
+        if ! id "$ch_test_user" >/dev/null 2>&1; then
+            useradd --create-home --shell /bin/bash "$ch_test_user" || return 1
+            echo "created test user $ch_test_user"
+        fi
+        # Debian's udev makes /dev/fuse 0666; some machines (this one) leave it
+        # 0600, which would make every SquashFS test skip as the user.
+        local mode
+        mode=$(stat -c %a /dev/fuse 2>/dev/null)
+        if [[ -n $mode && $mode != 666 ]]; then
+            ch_fuse_mode_saved=$mode
+            trap restore_fuse EXIT
+            chmod 0666 /dev/fuse && echo "set /dev/fuse to mode 0666 for this run (was $mode)"
+        fi
+    else
+        ch_test_user=$(id -un)
+    fi
+    rm -rf "$CH_TEST_ROOT"
+    mkdir -p "$CH_TEST_ROOT"/{bin,img,suites} || return 1
+    chmod 0755 "$CH_TEST_ROOT"
+    cp -p bin/ch-* "$CH_TEST_ROOT/bin/" 2>/dev/null
+    rm -f "$CH_TEST_ROOT"/bin/*.cc "$CH_TEST_ROOT"/bin/*.hh
+    if [[ -d build-san/bin ]]; then
+        mkdir -p "$CH_TEST_ROOT/bin-san"
+        cp -p build-san/bin/ch-* "$CH_TEST_ROOT/bin-san/"
+    fi
+    cp -a build/img/busybox "$CH_TEST_ROOT/img/busybox" || return 1
+    rm -f "$CH_TEST_ROOT/img/busybox/.built"
+    cp -a test/integration/. "$CH_TEST_ROOT/suites/"
+    # Shared fixtures, built once per run (each script is idempotent).
+    local f
+    for f in test/integration/fixtures/*.sh; do
+        [[ -e $f ]] || continue
+        echo "fixture: $f"
+        CH_TEST_BIN=$CH_TEST_ROOT/bin CH_TEST_IMG=$CH_TEST_ROOT/img CH_TEST_SCOPE=$scope \
+            bash "$f" || { echo "fixture failed: $f" >&2; return 1; }
+    done
+    chmod -R a+rX "$CH_TEST_ROOT"
+    cd "$top" || return 1
+}
