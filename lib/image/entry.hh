@@ -20,10 +20,11 @@ enum class EntryType {
     dir,
     symlink,
     hardlink, // link_target names an earlier entry
-    // Produced by the unpacking rules from ".wh.NAME" and ".wh..wh..opq"; a
-    // sink removes what they name instead of creating anything.
-    whiteout, // remove path (and everything under it)
-    opaque,   // remove everything under the directory path, keep path itself
+    // Produced by the unpacking rules from ".wh.NAME" and ".wh..wh..opq" for
+    // paths that came from an earlier layer (OCI image-spec: a whiteout never
+    // hides entries of its own layer). A sink removes path and everything
+    // under it instead of creating anything.
+    whiteout,
     // Present in some sources; the unpacking rules drop them.
     fifo,
     chardev,
