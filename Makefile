@@ -104,7 +104,7 @@ $(IMAGE)/.built: examples/busybox/mkimage.sh
 UNIT_SRCS := $(sort $(shell find test/unit -name '*.cc' 2>/dev/null))
 UNIT_OBJS := $(patsubst %.cc,$(B)/%.o,$(UNIT_SRCS))
 UNIT_BIN := $(B)/test/unit/unit-tests
-$(UNIT_BIN): $(UNIT_OBJS) $(call lib_a,run registry image storage util)
+$(UNIT_BIN): $(UNIT_OBJS) $(CLI_OBJS) $(call lib_a,run registry image storage util)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
 	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
