@@ -6,7 +6,7 @@
 set -uo pipefail
 scope=${1:-standard}
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 passed=0
 failed=0
 failures=()
@@ -64,7 +64,7 @@ run_bats() { # run_bats LABEL AS(root|user) BINDIR SUITE...
     local label=$1 as=$2 bindir=$3; shift 3
     local out rc p f envs
     envs=(CH_TEST_BIN="$bindir" CH_TEST_IMG="$CH_TEST_ROOT/img" CH_TEST_AS="$as"
-          CH_TEST_SCOPE="$scope" CH_TEST_MUST_WORK="${CH_TEST_MUST_WORK:-0}"
+          CH_TEST_SCOPE="$scope" CH_TEST_ROOT_PRIVATE="$CH_TEST_ROOT/private" CH_TEST_MUST_WORK="${CH_TEST_MUST_WORK:-0}"
           ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
           PATH="$PATH" TMPDIR=/tmp)
     if [[ $as == user && $(id -u) -eq 0 ]]; then

@@ -104,17 +104,21 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
     if (!plan.overlay_size) {
         bind_mount(image_fd.proc_path(), mp.proc_path(), plan.image.string(), "the new root", 0);
     } else {
-        const Fd lower = open_dir_at(scratch, "lower");
-        bind_mount(image_fd.proc_path(), lower.proc_path(), plan.image.string(),
+        const Fd lower_mp = open_dir_at(scratch, "lower");
+        bind_mount(image_fd.proc_path(), lower_mp.proc_path(), plan.image.string(),
                    "the overlay's lower layer", 0);
+        // Reopened: the descriptor from before the bind names the directory
+        // under the mount, not the image now mounted on it.
+        const Fd lower = open_dir_at(scratch, "lower");
         const Fd upper = open_dir_at(scratch, "upper");
         const Fd work = open_dir_at(scratch, "work");
         // userxattr: unprivileged overlayfs keeps its metadata in user.*
-        // xattrs (Linux 5.11). volatile: the upper layer is a throw-away tmpfs,
-        // so skip syncs. Paths go through /proc/self/fd: the image path may
-        // hold ',' or ':', which the option parser would split on.
+        // xattrs (Linux 5.11). No "volatile": it saves nothing on a tmpfs
+        // upper layer and turns ENOSPC into EIO. Paths go through
+        // /proc/self/fd: the image path may hold ',' or ':', which the option
+        // parser would split on.
         const std::string opts = cat("lowerdir=", lower.proc_path(), ",upperdir=", upper.proc_path(),
-                                     ",workdir=", work.proc_path(), ",userxattr,volatile");
+                                     ",workdir=", work.proc_path(), ",userxattr");
         if (::mount("overlay", mp.proc_path().c_str(), "overlay", 0, opts.c_str()) != 0)
             throw_errno("can't mount overlayfs for -W on ", plan.image.string(),
                         " (run ch-checkns to see if this kernel allows it)");
@@ -138,8 +142,20 @@ std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool 
         throw_errno(what, ": ", dst.string());
     if (need == Need::optional)
         return std::nullopt;
-    if (need == Need::make_dst)
-        return make_in_root(root.get(), dst.string(), is_file);
+    if (need == Need::make_dst) {
+        try {
+            return make_in_root(root.get(), dst.string(), is_file);
+        } catch (SysError& e) {
+            // Overlayfs can't copy up a directory whose owner has no id in
+            // our one-line map; the kernel says EOVERFLOW, which helps nobody.
+            if (e.err() == EOVERFLOW || e.err() == EACCES)
+                e.add_context(cat(what, ": image directories on the way are owned by another user, "
+                                        "so they can't be written even with -W"));
+            else
+                e.add_context(what);
+            throw;
+        }
+    }
     fail(what, ": destination ", dst.string(), " not found in the image (the image is read-only; "
          "-W creates missing destinations in a writable overlay)");
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # common.bash: loaded by every bats suite. test/check.sh stages the tools,
 # images and suites where the unprivileged test user can read them and sets:
 #   CH_TEST_BIN     directory holding ch-run, ch-convert, ...

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # stage.sh: sourced by test/check.sh. Puts what the integration tests need
 # where the unprivileged test user can read it (the build tree may not be),
 # builds the shared fixtures once per run, and lets that user use /dev/fuse
@@ -49,6 +50,11 @@ stage_all() { # stage_all SCOPE
     cp -a build/img/busybox "$CH_TEST_ROOT/img/busybox" || return 1
     rm -f "$CH_TEST_ROOT/img/busybox/.built"
     cp -a test/integration/. "$CH_TEST_ROOT/suites/"
+    # A directory the test user can't search, for the unreadable-source tests.
+    if [[ $(id -u) -eq 0 ]]; then
+        mkdir -p "$CH_TEST_ROOT/private/inner"
+        chmod 0700 "$CH_TEST_ROOT/private"
+    fi
     # Shared fixtures, built once per run (each script is idempotent).
     local f
     for f in test/integration/fixtures/*.sh; do
@@ -58,5 +64,6 @@ stage_all() { # stage_all SCOPE
             bash "$f" || { echo "fixture failed: $f" >&2; return 1; }
     done
     chmod -R a+rX "$CH_TEST_ROOT"
+    [[ -d $CH_TEST_ROOT/private ]] && chmod 0700 "$CH_TEST_ROOT/private"
     cd "$top" || return 1
 }

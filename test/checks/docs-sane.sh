@@ -1,0 +1,30 @@
+#!/bin/bash
+# docs-sane.sh: every long option in a tool's --help is in its man page's
+# OPTIONS section, and every option there is in --help.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+status=0
+for bin in bin/ch-*; do
+    [[ -x $bin && ! $bin =~ \.(cc|hh)$ ]] || continue
+    tool=$(basename "$bin")
+    man=man/$tool.1
+    if [[ ! -f $man ]]; then
+        echo "docs-sane: $tool has no man page ($man)" >&2
+        status=1
+        continue
+    fi
+    help_opts=$("$bin" --help | grep -oE '(^|[ ,])--[a-z0-9][a-z0-9-]*' | sed -E 's/^[ ,]//' | sort -u)
+    man_opts=$(awk '/^\.SH /{in_opts = ($2 == "OPTIONS")} in_opts' "$man" \
+               | grep -oE '\\-\\-[a-z0-9]([a-z0-9]|\\-)*' | sed 's/\\-/-/g' | sort -u)
+    missing_in_man=$(comm -23 <(echo "$help_opts") <(echo "$man_opts"))
+    missing_in_help=$(comm -13 <(echo "$help_opts") <(echo "$man_opts"))
+    if [[ -n $missing_in_man ]]; then
+        echo "docs-sane: $tool --help has options missing from $man:" $missing_in_man >&2
+        status=1
+    fi
+    if [[ -n $missing_in_help ]]; then
+        echo "docs-sane: $man documents options missing from $tool --help:" $missing_in_help >&2
+        status=1
+    fi
+done
+exit $status

@@ -1,0 +1,16 @@
+#!/bin/bash
+# link-deps.sh: ch-run starts once per MPI rank, so it must not pay for
+# libcurl or libarchive (STYLE.md: each adds milliseconds to every start).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+status=0
+for tool in bin/ch-run build-san/bin/ch-run; do
+    [[ -x $tool ]] || continue
+    needed=$(readelf -d "$tool" | awk '/NEEDED/ {print $NF}')
+    if grep -qiE 'libcurl|libarchive' <<<"$needed"; then
+        echo "link-deps: $tool links a library it must not: $(grep -iE 'libcurl|libarchive' <<<"$needed" | tr '\n' ' ')" >&2
+        status=1
+    fi
+done
+[[ -x bin/ch-run ]] || { echo "link-deps: bin/ch-run not built" >&2; exit 1; }
+exit $status
