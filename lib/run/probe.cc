@@ -80,18 +80,28 @@ std::optional<std::string> probe_user_namespaces() {
     });
     if (!err)
         return std::nullopt;
-    // The sysctls that disable user namespaces say more than EPERM does.
-    if (::geteuid() != 0 && read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0")
+    UsernsSysctls sys;
+    sys.is_root = ::geteuid() == 0;
+    sys.unprivileged_userns_clone = read_sysctl("/proc/sys/kernel/unprivileged_userns_clone");
+    sys.max_user_namespaces = read_sysctl("/proc/sys/user/max_user_namespaces");
+    sys.apparmor_restrict_unprivileged =
+        read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns");
+    return explain_userns_failure(sys).value_or(*err);
+}
+
+// The sysctls that disable user namespaces say more than EPERM or ENOSPC do.
+std::optional<std::string> explain_userns_failure(const UsernsSysctls& s) {
+    if (!s.is_root && s.unprivileged_userns_clone == "0")
         return "user namespaces are disabled for unprivileged users (sysctl "
                "kernel.unprivileged_userns_clone = 0; fix: sysctl -w kernel.unprivileged_userns_clone=1)";
-    if (read_sysctl("/proc/sys/user/max_user_namespaces") == "0")
+    if (s.max_user_namespaces == "0")
         return "user namespaces are disabled (sysctl user.max_user_namespaces = 0; "
                "fix: sysctl -w user.max_user_namespaces=65536)";
-    if (read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1")
+    if (!s.is_root && s.apparmor_restrict_unprivileged == "1")
         return "AppArmor restricts unprivileged user namespaces (sysctl "
                "kernel.apparmor_restrict_unprivileged_userns = 1; fix: an AppArmor profile with "
                "'userns,' for ch-run, or set the sysctl to 0)";
-    return *err;
+    return std::nullopt;
 }
 
 std::optional<std::string> probe_overlayfs() {

@@ -19,6 +19,16 @@ struct Check {
 // Every check, in the order a user should fix them.
 std::vector<Check> check_kernel();
 
+// The sysctls that can switch user namespaces off, as read from /proc/sys
+// ("" when absent), and what they say about a failure.
+struct UsernsSysctls {
+    bool is_root = false;
+    std::string unprivileged_userns_clone;        // kernel.unprivileged_userns_clone (Debian <= 10)
+    std::string max_user_namespaces;              // user.max_user_namespaces
+    std::string apparmor_restrict_unprivileged;   // kernel.apparmor_restrict_unprivileged_userns (Ubuntu)
+};
+std::optional<std::string> explain_userns_failure(const UsernsSysctls& s);
+
 // nullopt if it works, else why not.
 std::optional<std::string> probe_user_namespaces();
 std::optional<std::string> probe_overlayfs();

@@ -33,3 +33,12 @@ load common
     run ch-checkns --bogus
     assert_status 64
 }
+
+@test 'ch-checkns: names user.max_user_namespaces = 0' {
+    # The limit is per user namespace: set it to 0 in a throw-away one and
+    # run the check inside, leaving the host's setting alone.
+    run unshare -Ur sh -c 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0"' "$ch_bin/ch-checkns"
+    assert_status 1
+    assert_output_has 'missing user and mount namespaces, bind mounts, pivot_root (ch-run): user namespaces are disabled (sysctl user.max_user_namespaces = 0'
+    assert_output_has 'missing overlayfs (ch-run -W, --home): needs user namespaces'
+}
