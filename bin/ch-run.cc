@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <iostream>
 
 #include "cli.hh"
 #include "config.h"
@@ -176,15 +175,15 @@ int main(int argc, char** argv) {
         const cli::Parsed p = cli::parse(spec, argc, argv);
         log::init("ch-run", p.count("verbose") - p.count("quiet"));
         if (p.has("help")) {
-            std::cout << cli::help_text(spec);
+            std::fputs(cli::help_text(spec).c_str(), stdout);
             return 0;
         }
         if (p.has("usage")) {
-            std::cout << "Usage: ch-run " << spec.synopsis << "\n";
+            std::printf("Usage: ch-run %s\n", spec.synopsis.c_str());
             return 0;
         }
         if (p.has("version")) {
-            std::cerr << CH_VERSION << "\n"; // Charliecloud prints the version to stderr
+            std::fputs(CH_VERSION "\n", stderr); // Charliecloud prints the version to stderr
             return 0;
         }
         if (auto f = p.value("feature"))

@@ -86,9 +86,12 @@ Fd mount_scratch(const Plan& plan, const Fd& image_fd) {
     struct statfs sf {};
     if (::fstatfs(scratch.get(), &sf) != 0 || sf.f_type != TMPFS_MAGIC)
         fail("can't set up scratch space: ", plan.image.string(), " changed during setup");
-    for (const char* d : {"root", "upper", "work", "lower", "files"})
+    for (const char* d : {"root", "files", "lower", "upper", "work"}) {
+        if (!plan.overlay_size && std::string_view(d) == "lower")
+            break; // the last three are the overlay's
         if (::mkdirat(scratch.get(), d, 0700) != 0)
             throw_errno("can't create scratch directory ", d);
+    }
     return scratch;
 }
 
@@ -230,14 +233,22 @@ void apply(const Plan& plan) {
     const Fd image_fd = open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
     const Fd scratch = mount_scratch(plan, image_fd);
     const Fd root = mount_root(plan, image_fd, scratch);
+    // Generated files are bound first, while the scratch space can still be
+    // a bind source; no default bind touches their destinations.
     int serial = 0;
+    for (const auto& step : plan.steps)
+        if (const auto* w = std::get_if<WriteFile>(&step))
+            apply_write_file(root, scratch, *w, serial++);
+    // Then the scratch space becomes unbindable, so that recursive binds of
+    // /dev, /tmp and friends don't carry it (and a view of the image) into the
+    // container when the image lives under one of them.
+    if (::mount(nullptr, scratch.proc_path().c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
+        throw_errno("can't make ch-run's scratch space unbindable");
     for (const auto& step : plan.steps) {
         if (const auto* b = std::get_if<Bind>(&step))
             apply_bind(root, *b);
         else if (const auto* t = std::get_if<Tmpfs>(&step))
             apply_tmpfs(root, *t);
-        else if (const auto* w = std::get_if<WriteFile>(&step))
-            apply_write_file(root, scratch, *w, serial++);
     }
     pivot_into(root);
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -31,6 +32,30 @@ std::string getenv_str(const char* name) {
     return v == nullptr ? std::string() : std::string(v);
 }
 
+// The full name and group name only decorate the container's passwd and
+// group files, so they come from the host's files, not NSS: at LDAP or SSSD
+// sites a lookup per MPI rank would load the directory servers and slow every
+// start. Users known only to the directory get an empty full name and, for
+// an unknown group, the user's name as group name.
+void read_local_names(HostFacts& h) {
+    if (FILE* f = std::fopen("/etc/passwd", "re")) {
+        while (const struct passwd* pw = ::fgetpwent(f))
+            if (pw->pw_uid == h.euid) {
+                h.gecos = pw->pw_gecos != nullptr ? pw->pw_gecos : "";
+                break;
+            }
+        std::fclose(f);
+    }
+    if (FILE* f = std::fopen("/etc/group", "re")) {
+        while (const struct group* gr = ::fgetgrent(f))
+            if (gr->gr_gid == h.egid) {
+                h.group_name = gr->gr_name;
+                break;
+            }
+        std::fclose(f);
+    }
+}
+
 HostFacts probe_host(const fs::path& image_dir) {
     HostFacts h;
     h.euid = ::geteuid();
@@ -42,12 +67,7 @@ HostFacts probe_host(const fs::path& image_dir) {
         h.home = home;
     const std::string tmpdir = getenv_str("TMPDIR");
     h.tmpdir = tmpdir.empty() ? "/tmp" : tmpdir;
-    // getpwuid/getgrgid may consult NSS (LDAP at many sites); the results only
-    // decorate passwd and group, so a failure is not an error.
-    if (const struct passwd* pw = ::getpwuid(h.euid); pw != nullptr && pw->pw_gecos != nullptr)
-        h.gecos = pw->pw_gecos;
-    if (const struct group* gr = ::getgrgid(h.egid); gr != nullptr)
-        h.group_name = gr->gr_name;
+    read_local_names(h);
     const auto image_fd = std::make_shared<Fd>(open_at(AT_FDCWD, image_dir, O_PATH | O_DIRECTORY));
     h.image_has = [image_fd](const fs::path& p) {
         return static_cast<bool>(resolve_in_root(image_fd->get(), p.string()));

@@ -2,30 +2,45 @@
 // lacks; printable() makes names from images and registries safe to print.
 #pragma once
 
+#include <charconv>
 #include <filesystem>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace ch {
 
 namespace detail {
+// Appends without iostreams: the first ostringstream of a process pays for
+// libstdc++'s locale set-up, which is measurable in ch-run's start-up.
+inline void cat_one(std::string& out, const std::string& s) { out += s; }
+inline void cat_one(std::string& out, std::string_view s) { out += s; }
+inline void cat_one(std::string& out, const char* s) { out += s; }
+inline void cat_one(std::string& out, char c) { out += c; }
+inline void cat_one(std::string& out, const std::filesystem::path& p) { out += p.string(); }
 template <typename T>
-void cat_one(std::ostringstream& out, const T& part) {
-    // operator<< on a path adds quotes; messages print paths as given.
-    if constexpr (std::is_same_v<T, std::filesystem::path>)
-        out << part.string();
-    else
-        out << part;
+void cat_one(std::string& out, const T& part) {
+    if constexpr (std::is_integral_v<T>) {
+        char buf[24];
+        const auto res = std::to_chars(buf, buf + sizeof buf, part);
+        out.append(buf, static_cast<std::size_t>(res.ptr - buf));
+    } else {
+        std::ostringstream s;
+        s << part;
+        out += s.str();
+    }
 }
 } // namespace detail
 
+// Concatenate strings, numbers and paths (printed as given, without the
+// quotes operator<< would add) into one message.
 template <typename... Parts>
 std::string cat(const Parts&... parts) {
-    std::ostringstream out;
+    std::string out;
     (detail::cat_one(out, parts), ...);
-    return out.str();
+    return out;
 }
 
 // Escape control characters, backslash and bytes that are not valid UTF-8 as
