@@ -36,9 +36,16 @@ bool matches_tar_glob(std::string_view name) {
     return name.substr(dot - 4, 4) == ".tar" && name.find('/', dot) == std::string_view::npos;
 }
 
+// Thrown when asked to stop; its message needs no context.
+class Interrupted : public Error {
+public:
+    Interrupted()
+        : Error("interrupted") {}
+};
+
 void check_cancel(const volatile std::sig_atomic_t* cancel) {
     if (cancel != nullptr && *cancel != 0)
-        fail("interrupted");
+        throw Interrupted();
 }
 
 // Hands the sink the current entry's data while counting it, and remembers
@@ -288,6 +295,8 @@ ConvertStats convert_stream(Source& src, Sink& sink, UnpackRules& rules, const s
         for (const Entry& out : batch) {
             try {
                 sink.add(out, counting);
+            } catch (const Interrupted&) {
+                throw;
             } catch (Error& err) {
                 if (!counting.failed() && err.exit_code() != Exit::squash)
                     err.add_context(cat("can't write ", dest));

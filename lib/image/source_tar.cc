@@ -120,7 +120,7 @@ private:
         const char* msg = archive_error_string(a_.get());
         std::string why = msg != nullptr ? msg : "unknown libarchive error";
         if (why == "Unrecognized archive format")
-            why = "not a tar archive (or compressed in a way libarchive doesn't know)";
+            why = "not a tar archive (plain or compressed with gzip, zstd, xz or bzip2)";
         fail("can't read ", path_.string(), ": ", where, why);
     }
 
