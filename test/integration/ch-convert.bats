@@ -23,7 +23,7 @@ check_clean() {
         return 1
     fi
     local debris
-    debris=$(ls -A "$(dirname "$1")" | grep -F '.ch-staging.' || true)
+    debris=$(compgen -G "$(dirname "$1")/.*.ch-staging.*" || true)
     if [[ -n $debris ]]; then
         printf 'staging debris left:\n%s\n' "$debris" >&2
         return 1
@@ -240,7 +240,7 @@ roundtrip() {
     run ch-convert "$hostile/longname.tar" ./out
     assert_status 0
     # walk down one component at a time: the whole path is too long for open(2)
-    (cd out && for c in a b c d e f g h i j k l m n o p q r s t; do cd "$(printf "%250s" | tr ' ' "$c")"; done && [[ $(cat leaf) == deep ]])
+    (cd out && for c in a b c d e f g h i j k l m n o p q r s t; do cd "$(printf '%250s' '' | tr ' ' "$c")"; done && [[ $(cat leaf) == deep ]])
     run ch-convert ./out long.tar.zst
     assert_status 0
     run ch-convert long.tar.zst ./back
