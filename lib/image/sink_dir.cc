@@ -57,8 +57,10 @@ public:
 
     void add(const Entry& e, Source& src) override {
         if (e.path.empty()) { // the root: publish() sets its mode; keep its time
-            if (e.type == EntryType::dir)
+            if (e.type == EntryType::dir) {
                 root_mtime_ = e.mtime;
+                set_xattrs(root_.get(), e);
+            }
             return;
         }
         const std::size_t slash = e.path.rfind('/');

@@ -220,11 +220,13 @@ void UnpackRules::apply_whiteout(const Entry& e, const std::vector<std::string>&
                                  std::vector<Entry>& out) {
     stats_.whiteout_markers++;
     const std::string& base = comps.back();
+    // A source may also deliver a ready-made whiteout: its path is the victim.
+    const bool marker = base.starts_with(whiteout_prefix);
     const bool opaque = base == opaque_marker;
     if (!opaque && base.starts_with(".wh..wh."))
         return; // other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): never written
-    std::string name;
-    if (!opaque) {
+    std::string name = base;
+    if (marker && !opaque) {
         name = base.substr(whiteout_prefix.size());
         if (name.empty() || name == "." || name == "..")
             fail(entry_prefix(e.path), "whiteout names no entry");

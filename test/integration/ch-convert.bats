@@ -282,6 +282,10 @@ roundtrip() {
     assert_status 31
     assert_output_has "can't replace ./precious: it is a directory that doesn't look like an image"
     [[ $(cat precious/thesis.tex) == data ]]
+    run ch-convert ./in ./in/usr/inside.tar    # would read its own staging file
+    assert_status 31
+    assert_output_has "can't write ./in/usr/inside.tar: it is inside the input ./in"
+    check_clean in/usr/inside.tar
     echo not an archive > notes.txt
     run ch-convert -o tar ./in notes.txt
     assert_status 64    # no tar compression for that name

@@ -353,6 +353,15 @@ TEST_CASE("unpack: whiteouts resolve symlinked parents like other entries") {
     CHECK(summary(r.apply(make("lib/.wh.x.so"))) == Strings{"usr/lib/x.so:whiteout"});
 }
 
+TEST_CASE("unpack: a whiteout entry from a source names its victim directly") {
+    UnpackRules r;
+    r.apply(dir("d"));
+    r.apply(make("d/x"));
+    r.begin_layer();
+    CHECK(summary(r.apply(make("d/x", EntryType::whiteout))) == Strings{"d/x:whiteout"});
+    CHECK(r.apply(make("d/x", EntryType::whiteout)).empty());
+}
+
 TEST_CASE("unpack: bad whiteout names") {
     UnpackRules r;
     CHECK_THROWS_WITH_AS(r.apply(make("a/.wh.")), "entry 'a/.wh.': whiteout names no entry", Error);
