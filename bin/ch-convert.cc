@@ -2,6 +2,7 @@
 // SquashFS, tar). Parse, call lib/image, report.
 #include <signal.h>
 
+#include <clocale>
 #include <csignal>
 #include <iostream>
 
@@ -117,6 +118,10 @@ int main(int argc, char** argv) {
             return 0;
         }
         catch_signals();
+        // libarchive converts pax names between UTF-8 and the locale's
+        // charset; in a UTF-8 locale that is the identity for the UTF-8 names
+        // images hold, whatever locale the user runs in.
+        std::setlocale(LC_CTYPE, "C.UTF-8");
         image::run_convert(plan, &interrupted);
         return 0;
     });

@@ -8,6 +8,7 @@
 #include <archive_entry.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "image/formats.hh"
 #include "storage/publish.hh"
@@ -144,6 +145,13 @@ private:
             return;
         const char* msg = archive_error_string(a_.get());
         const std::string where = entry.empty() ? std::string() : cat("entry '", printable(entry), "': ");
+        if (r == ARCHIVE_WARN && msg != nullptr && std::strstr(msg, "Can't translate") != nullptr) {
+            // A name that is not valid in the locale's charset: libarchive
+            // stores its bytes as they are (pax hdrcharset=BINARY), so
+            // nothing is lost. ch-convert runs in C.UTF-8 for this reason.
+            log::verbose(staged_.dest().string(), ": ", where, msg);
+            return;
+        }
         if (r == ARCHIVE_WARN) {
             log::warning(staged_.dest().string(), ": ", where, msg ? msg : "libarchive warning");
             return;

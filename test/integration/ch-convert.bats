@@ -248,6 +248,18 @@ roundtrip() {
     diff <(manifest out) <(manifest back)
 }
 
+@test 'ch-convert: non-ASCII names are kept as bytes, without warnings' {
+    mkdir in
+    touch in/Főtanúsítvány.crt in/$'latin1-\xe9t\xe9'
+    run env LC_ALL=C "$ch_bin/ch-convert" ./in out.tar.gz
+    assert_status 0
+    [[ -z $output ]]
+    run ch-convert out.tar.gz ./out
+    assert_status 0
+    [[ -z $output ]]
+    [[ -e out/Főtanúsítvány.crt && -e out/$'latin1-\xe9t\xe9' ]]
+}
+
 @test 'ch-convert: 50 000 entries' {
     # Creating 50 000 files takes GNU tar ~45 s on a slow disk and ~1 s on
     # tmpfs; it is our handling of many entries under test, not the disk.
