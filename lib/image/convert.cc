@@ -298,7 +298,7 @@ ConvertStats convert_stream(Source& src, Sink& sink, UnpackRules& rules, const s
             } catch (const Interrupted&) {
                 throw;
             } catch (Error& err) {
-                if (!counting.failed() && err.exit_code() != Exit::squash)
+                if (!counting.failed())
                     err.add_context(cat("can't write ", dest));
                 throw;
             }
