@@ -74,7 +74,7 @@ $(B)/%.o: %.cc config.h
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 
 # ---- tools ------------------------------------------------------------------
-TOOLS := ch-run ch-checkns
+TOOLS := ch-run ch-checkns ch-convert
 CLI_OBJS := $(B)/bin/cli.o
 
 # Each tool's archives (in link order) and system libraries. ch-run must not

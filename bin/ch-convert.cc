@@ -1,0 +1,128 @@
+// ch-convert: convert an image between formats (ch-image storage, directory,
+// SquashFS, tar). Parse, call lib/image, report.
+#include <signal.h>
+
+#include <clocale>
+#include <csignal>
+#include <iostream>
+
+#include "cli.hh"
+#include "config.h"
+#include "image/convert.hh"
+#include "storage/layout.hh"
+#include "util/error.hh"
+#include "util/log.hh"
+
+using namespace ch;
+using ch::cli::Arg;
+
+namespace {
+
+const cli::Spec spec = {
+    "ch-convert",
+    "[OPTION...] IN OUT",
+    "Convert the image IN to OUT. Formats: ch-image (an image in storage, by name), dir (a "
+    "directory), squash (a SquashFS file), tar (a tar archive, optionally compressed). IN's format "
+    "is detected from its content, OUT's inferred from its name. OUT appears atomically: a failed "
+    "conversion leaves nothing behind.",
+    {
+        {"dry-run", 'n', Arg::none, false, "", "don't convert; print what would be done"},
+        {"help", 'h', Arg::none, false, "", "give this help list"},
+        {"in-fmt", 'i', Arg::required, false, "FMT", "input format (default: detected from IN's content)"},
+        {"no-clobber", 0, Arg::none, false, "", "refuse to replace an existing OUT"},
+        {"no-xattrs", 0, Arg::none, false, "", "don't copy extended attributes"},
+        {"out-fmt", 'o', Arg::required, false, "FMT", "output format (default: inferred from OUT's name)"},
+        {"quiet", 'q', Arg::none, true, "", "print less output (can be repeated)"},
+        {"storage", 's', Arg::required, false, "DIR", "set storage directory for ch-image images"},
+        {"tmp", 0, Arg::required, false, "DIR",
+         "ignored (accepted for compatibility): output is staged beside OUT"},
+        {"verbose", 'v', Arg::none, true, "", "be more verbose (can be repeated)"},
+        {"version", 0, Arg::none, false, "", "print version and exit"},
+        {"xattrs", 0, Arg::none, false, "", "copy user.* extended attributes (the default)"},
+    },
+    false,
+};
+
+volatile std::sig_atomic_t interrupted = 0;
+
+void on_signal(int) { interrupted = 1; }
+
+// SIGINT, SIGTERM and SIGHUP end the conversion through an exception, so the
+// staging output is removed on the way out. (SIGKILL leaves it behind; the
+// next conversion beside the same output sweeps it.)
+void catch_signals() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (const int sig : {SIGINT, SIGTERM, SIGHUP})
+        if (::sigaction(sig, &sa, nullptr) != 0)
+            throw_errno("can't install a signal handler");
+}
+
+image::Format format_option(const cli::Parsed& p, const std::string& name) {
+    const std::string v = *p.value(name);
+    const auto f = image::parse_format(v);
+    if (!f)
+        throw UsageError(cat("--", name, ": unknown format '", printable(v),
+                             "' (known: ch-image, dir, squash, tar)"));
+    return *f;
+}
+
+image::ConvertRequest to_request(const cli::Parsed& p) {
+    if (p.positional.size() != 2)
+        throw UsageError(p.positional.size() < 2 ? "IN and OUT are required"
+                                                 : "too many arguments (need exactly IN and OUT)");
+    image::ConvertRequest r;
+    r.in = p.positional[0];
+    r.out = p.positional[1];
+    if (p.has("in-fmt"))
+        r.in_fmt = format_option(p, "in-fmt");
+    if (p.has("out-fmt"))
+        r.out_fmt = format_option(p, "out-fmt");
+    r.no_clobber = p.has("no-clobber");
+    for (const auto& occ : p.in_order) // the last of --xattrs/--no-xattrs wins
+        if (occ.name == "xattrs" || occ.name == "no-xattrs")
+            r.xattrs = occ.name == "xattrs";
+    try { // only needed for ch-image images, so a problem is reported only then
+        const auto storage = storage::storage_dir(p.value("storage"));
+        log::verbose("storage: ", storage.path.string(), " (from ", storage.source, ")");
+        r.storage = storage.path;
+    } catch (const Error& e) {
+        r.storage_error = e.what();
+    }
+    if (const auto tmp = p.value("tmp"))
+        log::verbose("ignoring --tmp ", *tmp, ": the output is staged beside OUT");
+    return r;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    return cli::guarded_main("ch-convert", [&]() -> int {
+        const cli::Parsed p = cli::parse(spec, argc, argv);
+        const int verbosity = p.count("verbose") - p.count("quiet");
+        if (p.count("verbose") > 0 && p.count("quiet") > 0)
+            throw UsageError("-q and -v are incompatible");
+        log::init("ch-convert", verbosity);
+        if (p.has("help")) {
+            std::cout << cli::help_text(spec);
+            return 0;
+        }
+        if (p.has("version")) {
+            std::cerr << CH_VERSION << "\n"; // Charliecloud prints the version to stderr
+            return 0;
+        }
+        const image::ConvertPlan plan = image::plan_convert(to_request(p));
+        if (p.has("dry-run")) {
+            std::cout << image::describe(plan) << "\n";
+            return 0;
+        }
+        catch_signals();
+        // libarchive converts pax names between UTF-8 and the locale's
+        // charset; in a UTF-8 locale that is the identity for the UTF-8 names
+        // images hold, whatever locale the user runs in.
+        std::setlocale(LC_CTYPE, "C.UTF-8");
+        image::run_convert(plan, &interrupted);
+        return 0;
+    });
+}
