@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <vector>
 
 namespace ch::log {
@@ -11,6 +12,10 @@ namespace {
 int level_ = 0;
 std::string program_ = "ch";
 std::vector<std::string> warnings_;
+std::chrono::steady_clock::time_point first_warning_;
+// Warnings older than this are printed again at the end: by then other
+// output may have scrolled them away.
+constexpr auto reprint_after = std::chrono::seconds(5);
 
 void write_all(const std::string& s) {
     const char* p = s.data();
@@ -48,13 +53,17 @@ void emit(Level l, const std::string& msg) {
         line += "warning: ";
     line += msg;
     line += '\n';
-    if (l == Level::warning)
+    if (l == Level::warning) {
+        if (warnings_.empty())
+            first_warning_ = std::chrono::steady_clock::now();
         warnings_.push_back(msg);
+    }
     write_all(line);
 }
 
 void reprint_warnings() {
-    if (warnings_.empty() || !enabled(Level::warning))
+    if (warnings_.empty() || !enabled(Level::warning) ||
+        std::chrono::steady_clock::now() - first_warning_ < reprint_after)
         return;
     write_all(cat(prefix(), "reprinting ", warnings_.size(), " warning(s)\n"));
     for (const auto& w : warnings_)
