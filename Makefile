@@ -78,18 +78,20 @@ TOOLS := ch-run ch-checkns
 CLI_OBJS := $(B)/bin/cli.o
 
 # Each tool's archives (in link order) and system libraries. ch-run must not
-# link libcurl or libarchive: test/checks/link-deps.sh enforces it.
+# link libcurl or libarchive: test/checks/link-deps.sh enforces it. It links
+# libsquashfuse and libfuse3 statically where possible (see configure.ac).
 ch-run_LIBS     := $(call lib_a,run image storage util)
-ch-run_SYSLIBS  := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
+ch-run_SYSLIBS  := $(SQUASHFUSE_RUN_LIBS)
 ch-checkns_LIBS := $(call lib_a,run image storage util)
 ch-checkns_SYSLIBS := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
 ch-convert_LIBS := $(call lib_a,image storage util)
 ch-convert_SYSLIBS := $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
 
+# config.mk holds the link flags, so a reconfigured build relinks.
 define tool_rules
-$(BINDIR)/$(1): $(B)/bin/$(1).o $(CLI_OBJS) $$($(1)_LIBS)
+$(BINDIR)/$(1): $(B)/bin/$(1).o $(CLI_OBJS) $$($(1)_LIBS) config.mk
 	@mkdir -p $$(@D)
-	$$(CXX) $$(CXXFLAGS) $$(LDFLAGS) -o $$@ $$^ $$($(1)_SYSLIBS)
+	$$(CXX) $$(CXXFLAGS) $$(LDFLAGS) -o $$@ $$(filter-out config.mk,$$^) $$($(1)_SYSLIBS)
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
 TOOL_BINS := $(addprefix $(BINDIR)/,$(TOOLS))

@@ -104,9 +104,11 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
     if (!plan.overlay_size) {
         bind_mount(image_fd.proc_path(), mp.proc_path(), plan.image.string(), "the new root", 0);
     } else {
+        bind_mount(image_fd.proc_path(), open_dir_at(scratch, "lower").proc_path(),
+                   plan.image.string(), "the overlay's lower layer", 0);
+        // Reopened: a descriptor from before the bind names the empty
+        // directory under it, and overlayfs would take that as its lower layer.
         const Fd lower = open_dir_at(scratch, "lower");
-        bind_mount(image_fd.proc_path(), lower.proc_path(), plan.image.string(),
-                   "the overlay's lower layer", 0);
         const Fd upper = open_dir_at(scratch, "upper");
         const Fd work = open_dir_at(scratch, "work");
         // userxattr: unprivileged overlayfs keeps its metadata in user.*

@@ -154,9 +154,9 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
 // and the rest is as for a directory image: ch-run becomes the command.
 [[noreturn]] void run_squash(const RunOptions& opts, const image::Image& img, const fs::path& storage) {
     image::SquashFile file = image::SquashFile::open(img.ref);
-    const fs::path mount_dir = prepare_mount_dir(opts, storage, img.ref);
     if (auto problem = fuse_device_problem())
         throw Error(cat("can't mount ", img.ref, ": ", *problem), Exit::squash);
+    const fs::path mount_dir = prepare_mount_dir(opts, storage, img.ref);
     const Plan plan = make_squash_plan(
         opts, img.path, mount_dir, probe_host([&file](const fs::path& p) { return file.has(p.string()); }));
     log::debug("plan:\n", describe(plan));
