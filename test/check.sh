@@ -85,9 +85,14 @@ if [[ $(id -u) -eq 0 ]]; then
     run_bats "bats (user)" user "$CH_TEST_ROOT/bin" "${suites[@]}"
     section "integration tests as root"
     run_bats "bats (root)" root "$CH_TEST_ROOT/bin" "${suites[@]}"
-    if [[ -d $CH_TEST_ROOT/bin-san ]]; then
+    # ch-run's suites (the SquashFS one runs the FUSE server sanitized too).
+    san_suites=()
+    for s in "$CH_TEST_ROOT"/suites/ch-run.bats "$CH_TEST_ROOT"/suites/ch-run-*.bats; do
+        [[ -e $s ]] && san_suites+=("$s")
+    done
+    if [[ -d $CH_TEST_ROOT/bin-san && ${#san_suites[@]} -gt 0 ]]; then
         section "ch-run integration tests with ASan+UBSan, as $ch_test_user"
-        run_bats "bats (user, sanitizers)" user "$CH_TEST_ROOT/bin-san" "$CH_TEST_ROOT/suites/ch-run.bats"
+        run_bats "bats (user, sanitizers)" user "$CH_TEST_ROOT/bin-san" "${san_suites[@]}"
     fi
 else
     section "integration tests as $(id -un)"

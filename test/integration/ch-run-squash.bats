@@ -38,6 +38,7 @@ wait_until() {
     done
 }
 no_server() { [[ -z $(server_pids "$1") ]]; }
+has_server() { [[ -n $(server_pids "$1") ]]; }
 
 # sb_u64 FILE OFFSET: a little-endian 64-bit superblock field.
 sb_u64() { od -An -t u8 -j "$2" -N 8 "$1" | tr -d ' '; }
@@ -193,7 +194,7 @@ EOF
     "$ch_bin/ch-run" -m "$mnt" -b "$out:/mnt/0" "$ch_sq" -- /bin/sh -c \
         'sleep 2; sha256sum < /bin/busybox > /mnt/0/sum' 3>&- &
     local pid=$! server
-    wait_until 10 test -n "$(server_pids "$mnt")"
+    wait_until 10 has_server "$mnt"
     server=$(server_pids "$mnt")
     kill -INT "$server"; kill -TERM "$server"; kill -HUP "$server"; kill -USR1 "$server"
     wait "$pid"
