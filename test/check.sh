@@ -30,6 +30,7 @@ stage_all "$scope" || { echo "set-up failed" >&2; echo "0 passed, 1 failed"; exi
 # ---- static checks -----------------------------------------------------------
 section "static checks"
 for c in test/checks/*.sh; do
+    [[ -e $c ]] || continue   # no checks yet: the glob stays unexpanded
     [[ $c == */lint.sh ]] && continue
     if bash "$c"; then
         echo "ok   $c"; count "$c" 1 0

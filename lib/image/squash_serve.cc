@@ -118,7 +118,13 @@ public:
     Lease& operator=(const Lease&) = delete;
     ~Lease() { pool_.give(std::move(in_)); }
     sqfs* fs() { return &in_->fs; }
-    std::vector<char>& buf() { return in_->buf; }
+    // n bytes of scratch space for a reply, kept from one request to the
+    // next (it only grows: no zeroing on every read).
+    char* scratch(std::size_t n) {
+        if (in_->buf.size() < n)
+            in_->buf.resize(n);
+        return in_->buf.data();
+    }
 
 private:
     Pool& pool_;
@@ -325,10 +331,10 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_
         }
         sqfs_off_t want = std::min<sqfs_off_t>(static_cast<sqfs_off_t>(size), file_size - off);
         Lease l(s.pool);
-        l.buf().resize(static_cast<std::size_t>(want));
-        if (sqfs_read_range(l.fs(), &in, off, &want, l.buf().data()) != SQFS_OK)
+        char* buf = l.scratch(static_cast<std::size_t>(want));
+        if (sqfs_read_range(l.fs(), &in, off, &want, buf) != SQFS_OK)
             return EIO;
-        fuse_reply_buf(req, l.buf().data(), static_cast<std::size_t>(want));
+        fuse_reply_buf(req, buf, static_cast<std::size_t>(want));
         return 0;
     });
 }
@@ -365,12 +371,11 @@ void list_dir(fuse_req_t req, std::size_t size, off_t off, fuse_file_info* fi, b
         Server& s = server_of(req);
         sqfs_inode dir = handle_inode(fi);
         Lease l(s.pool);
-        std::vector<char>& buf = l.buf();
-        buf.resize(size);
+        char* buf = l.scratch(size);
         std::size_t used = 0;
         // Adds one entry; false when it doesn't fit (it is then not sent).
         auto add = [&](const char* name, const fuse_entry_param& e, off_t next) {
-            char* at = buf.data() + used;
+            char* at = buf + used;
             const std::size_t room = size - used;
             const std::size_t need = plus ? fuse_add_direntry_plus(req, at, room, name, &e, next)
                                           : fuse_add_direntry(req, at, room, name, &e.attr, next);
@@ -391,7 +396,7 @@ void list_dir(fuse_req_t req, std::size_t size, off_t off, fuse_file_info* fi, b
         if (off < after_dotdot) {
             dot.attr.st_ino = dir.xtra.dir.parent_inode;
             if (!add("..", dot, after_dotdot)) {
-                fuse_reply_buf(req, buf.data(), used);
+                fuse_reply_buf(req, buf, used);
                 return 0;
             }
         }
@@ -419,7 +424,7 @@ void list_dir(fuse_req_t req, std::size_t size, off_t off, fuse_file_info* fi, b
         }
         if (err != SQFS_OK)
             return EIO;
-        fuse_reply_buf(req, buf.data(), used);
+        fuse_reply_buf(req, buf, used);
         return 0;
     });
 }
