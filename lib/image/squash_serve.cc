@@ -56,6 +56,29 @@ constexpr std::size_t max_symlink = 65536;
 constexpr std::size_t max_xattr_value = 65536; // XATTR_SIZE_MAX
 constexpr int max_symlinks_followed = 40;      // the kernel's MAXSYMLINKS
 
+// libsquashfuse 0.1.105 caches one decompressed data block per instance.
+// The kernel's read-around for page faults (exec, mmap) asks for 128 KiB
+// windows that rarely line up with SquashFS blocks, so each request would
+// decompress two blocks, and the neighbour's request the same two again.
+// Up to 1 MiB of data blocks per instance (at least 1) is enough for a
+// binary's scattered faults; also more metadata blocks (8 KiB each) for
+// big directories and more fragment blocks for small files.
+// Replaces a cache by a bigger one; the old one stays if that fails.
+void widen(sqfs_cache& cache, std::size_t blocks) {
+    sqfs_cache bigger;
+    if (sqfs_block_cache_init(&bigger, blocks) != SQFS_OK)
+        return;
+    sqfs_cache_destroy(&cache);
+    cache = bigger;
+}
+
+void widen_caches(sqfs* fs) {
+    const std::size_t data_blocks = std::max<std::size_t>(1, (std::size_t{1} << 20) / fs->sb.block_size);
+    widen(fs->data_cache, data_blocks);
+    widen(fs->frag_cache, std::max<std::size_t>(3, data_blocks));
+    widen(fs->md_cache, 32);
+}
+
 // One libsquashfuse instance with its caches, used by one thread at a time,
 // and a buffer for read and readdir replies.
 struct Instance {
@@ -95,6 +118,7 @@ public:
         if (sqfs_init(&in->fs, fd_, 0) != SQFS_OK)
             throw std::runtime_error("sqfs_init failed");
         in->live = true;
+        widen_caches(&in->fs);
         return in;
     }
     void give(std::unique_ptr<Instance> in) noexcept {
@@ -672,6 +696,7 @@ SquashFile SquashFile::open(const fs::path& path) {
     switch (sqfs_init(fs, impl->fd.get(), 0)) {
     case SQFS_OK:
         impl->in->live = true;
+        widen_caches(fs);
         break;
     case SQFS_BADCOMP: {
         const char* name = compression_name(sb.compression);

@@ -154,6 +154,9 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
 // and the rest is as for a directory image: ch-run becomes the command.
 [[noreturn]] void run_squash(const RunOptions& opts, const image::Image& img, const fs::path& storage) {
     image::SquashFile file = image::SquashFile::open(img.ref);
+    if (opts.write)
+        log::warning("--write has no effect on SquashFS image ", img.ref,
+                     ", which is read-only (-W gives a throw-away writable layer)");
     if (auto problem = fuse_device_problem())
         throw Error(cat("can't mount ", img.ref, ": ", *problem), Exit::squash);
     const fs::path mount_dir = prepare_mount_dir(opts, storage, img.ref);

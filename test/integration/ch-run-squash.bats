@@ -79,6 +79,10 @@ listing='cd / && top=$(ls -A | grep -vxE "dev|proc|sys|tmp")
     run ch-run "$ch_sq" -- touch /bin/new
     assert_status 1
     assert_output_has 'Read-only file system'
+    run ch-run -w "$ch_sq" -- touch /bin/new
+    assert_status 1
+    assert_output_has "warning: --write has no effect on SquashFS image $ch_sq"
+    assert_output_has 'Read-only file system'
 }
 
 @test 'ch-run-squash: statfs, symlinks and a missing file' {
