@@ -147,7 +147,6 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
     exec_command(opts, env);
 }
 
-
 // A SquashFS image: everything that can fail for the image, the mount point
 // or /dev/fuse fails here, before any namespace is made (exit 84). Then the
 // FUSE server starts (before unshare), apply mounts and hands it /dev/fuse,
@@ -160,8 +159,9 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
     if (auto problem = fuse_device_problem())
         throw Error(cat("can't mount ", img.ref, ": ", *problem), Exit::squash);
     const fs::path mount_dir = prepare_mount_dir(opts, storage, img.ref);
-    const Plan plan = make_squash_plan(
-        opts, img.path, mount_dir, probe_host([&file](const fs::path& p) { return file.has(p.string()); }));
+    // --home asks the image whether /home/$USER exists: the file answers.
+    auto image_has = [&file](const fs::path& p) { return file.has(p.string()); };
+    const Plan plan = make_squash_plan(opts, img.path, mount_dir, probe_host(image_has));
     log::debug("plan:\n", describe(plan));
     SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
     apply(plan, [&server](Fd dev) { server.hand_over(std::move(dev)); });
