@@ -161,15 +161,23 @@ EOF
     wait_until 10 no_server "$mnt"
 }
 
+# Mounts on the host that could be ours: FUSE, or anything naming our
+# images, this test's directory or its storage (the default mount point).
+our_mounts() {
+    cut -d' ' -f5,9,10 /proc/self/mountinfo \
+        | grep -F -e fuse -e "$ch_img" -e "$BATS_TEST_TMPDIR" -e "$CH_IMAGE_STORAGE" | sort
+}
+
 @test 'ch-run-squash: nothing stays mounted on the host' {
     local before after
-    before=$(cut -d' ' -f5,9,10 /proc/self/mountinfo | sort)
+    before=$(our_mounts)
     run ch-run -m "$mnt" "$ch_sq" -- /bin/true
     assert_status 0
     run ch-run "$ch_sq" -- /bin/true
     assert_status 0
-    after=$(cut -d' ' -f5,9,10 /proc/self/mountinfo | sort)
+    after=$(our_mounts)
     diff -u <(echo "$before") <(echo "$after")
+    [[ $after != *"$mnt"* && $after != *"$CH_IMAGE_STORAGE"* ]]
     wait_until 10 no_server "$mnt"
 }
 
