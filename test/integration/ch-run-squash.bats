@@ -319,4 +319,11 @@ our_mounts() {
             '$ch_bin/ch-run' '$ch_sq' -- /bin/true"
     assert_status 84
     assert_line_is 0 "ch-run: can't mount $ch_sq: /dev/fuse is mode 0600 owned by uid 0, so this user can't use it and SquashFS images can't be mounted (fix, as root: chmod 0666 /dev/fuse; Debian's udev rules set 0666)"
+    # No /dev/fuse at all (an empty /dev).
+    run unshare -m /bin/sh -c "
+        mount -t tmpfs none /dev &&
+        cd / && runuser -u $user -- env -i USER=$user HOME=/ PATH=/usr/bin:/bin \
+            '$ch_bin/ch-run' '$ch_sq' -- /bin/true"
+    assert_status 84
+    assert_line_is 0 "ch-run: can't mount $ch_sq: /dev/fuse is missing (fix, as root: modprobe fuse)"
 }
