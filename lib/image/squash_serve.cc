@@ -36,6 +36,7 @@ extern "C" {
 #include <deque>
 #include <mutex>
 #include <new>
+#include <ranges>
 #include <stdexcept>
 #include <vector>
 
@@ -73,7 +74,8 @@ void widen(sqfs_cache& cache, std::size_t blocks) {
 }
 
 void widen_caches(sqfs* fs) {
-    const std::size_t data_blocks = std::max<std::size_t>(1, (std::size_t{1} << 20) / fs->sb.block_size);
+    const std::size_t data_blocks =
+        std::max<std::size_t>(1, (std::size_t{1} << 20) / fs->sb.block_size);
     widen(fs->data_cache, data_blocks);
     widen(fs->frag_cache, std::max<std::size_t>(3, data_blocks));
     widen(fs->md_cache, 32);
@@ -223,7 +225,14 @@ fuse_entry_param entry_of(const Server& s, sqfs_inode_id id, const sqfs_inode& i
 
 // The inode kept in a file handle (open, opendir): a plain copy, which any
 // instance can use (it holds positions in the image, not pointers).
-sqfs_inode handle_inode(const fuse_file_info* fi) { return *reinterpret_cast<const sqfs_inode*>(fi->fh); }
+// (fh is libfuse's 64-bit slot for exactly such a pointer.)
+sqfs_inode handle_inode(const fuse_file_info* fi) {
+    return *reinterpret_cast<const sqfs_inode*>(fi->fh); // NOLINT(performance-no-int-to-ptr)
+}
+
+void free_handle(const fuse_file_info* fi) {
+    delete reinterpret_cast<sqfs_inode*>(fi->fh); // NOLINT(performance-no-int-to-ptr)
+}
 
 std::string read_link(sqfs* fs, sqfs_inode& in) {
     if (in.xtra.symlink_size > max_symlink)
@@ -242,8 +251,8 @@ void op_init(void*, fuse_conn_info* conn) {
     // Nothing ever changes under us: no invalidation on mtime changes, and
     // symlink targets may be cached.
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);
-    for (const unsigned cap : {unsigned(FUSE_CAP_CACHE_SYMLINKS), unsigned(FUSE_CAP_PARALLEL_DIROPS),
-                               unsigned(FUSE_CAP_ASYNC_READ)})
+    for (const unsigned cap : {unsigned(FUSE_CAP_CACHE_SYMLINKS),
+                               unsigned(FUSE_CAP_PARALLEL_DIROPS), unsigned(FUSE_CAP_ASYNC_READ)})
         if (conn->capable & cap)
             conn->want |= cap;
 }
@@ -337,7 +346,7 @@ void op_open(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
         fi->keep_cache = 1; // pages stay valid from one open to the next
         fi->noflush = 1;
         if (fuse_reply_open(req, fi) == 0)
-            in.release(); // freed in op_release
+            static_cast<void>(in.release()); // freed in op_release
         return 0;
     });
 }
@@ -364,7 +373,7 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    delete reinterpret_cast<sqfs_inode*>(fi->fh);
+    free_handle(fi);
     fuse_reply_err(req, 0);
 }
 
@@ -383,7 +392,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
         fi->cache_readdir = 1; // the kernel may keep listings
         fi->keep_cache = 1;
         if (fuse_reply_open(req, fi) == 0)
-            in.release(); // freed in op_releasedir
+            static_cast<void>(in.release()); // freed in op_releasedir
         return 0;
     });
 }
@@ -443,7 +452,8 @@ void list_dir(fuse_req_t req, std::size_t size, off_t off, fuse_file_info* fi, b
                 e.attr.st_ino = sqfs_dentry_inode_num(&entry);
                 e.attr.st_mode = sqfs_dentry_mode(&entry);
             }
-            if (!add(sqfs_dentry_name(&entry), e, readdir_offset_after(sqfs_dentry_next_offset(&entry))))
+            const off_t next = readdir_offset_after(sqfs_dentry_next_offset(&entry));
+            if (!add(sqfs_dentry_name(&entry), e, next))
                 break;
         }
         if (err != SQFS_OK)
@@ -462,7 +472,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fus
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    delete reinterpret_cast<sqfs_inode*>(fi->fh);
+    free_handle(fi);
     fuse_reply_err(req, 0);
 }
 
@@ -525,11 +535,16 @@ void op_getxattr(fuse_req_t req, fuse_ino_t node, const char* name, std::size_t 
                 return false;
             found = true;
             std::size_t vsize = 0;
-            if (sqfs_xattr_value_size(&x, &vsize) != SQFS_OK)
+            if (sqfs_xattr_value_size(&x, &vsize) != SQFS_OK) {
                 value_err = EIO;
-            else if (vsize > max_xattr_value)
+                return true;
+            }
+            if (vsize > max_xattr_value) {
                 value_err = E2BIG;
-            else if (value.resize(vsize); sqfs_xattr_value(&x, value.data()) != SQFS_OK)
+                return true;
+            }
+            value.resize(vsize);
+            if (sqfs_xattr_value(&x, value.data()) != SQFS_OK)
                 value_err = EIO;
             return true;
         });
@@ -583,7 +598,8 @@ fuse_lowlevel_ops make_ops() {
 // libfuse's own messages go through our log (stderr, with our prefix).
 void fuse_log_to_ch(fuse_log_level level, const char* fmt, va_list ap) {
     char msg[1024];
-    std::vsnprintf(msg, sizeof msg, fmt, ap);
+    if (std::vsnprintf(msg, sizeof msg, fmt, ap) < 0)
+        return;
     std::string text(msg);
     while (!text.empty() && text.back() == '\n')
         text.pop_back();
@@ -688,7 +704,8 @@ SquashFile SquashFile::open(const fs::path& path) {
     if (::pread(impl->fd.get(), &sb, sizeof sb, 0) != static_cast<ssize_t>(sizeof sb))
         bad_image(path, "truncated (", size, " bytes, smaller than a SquashFS superblock)");
     if (sb.s_major != SQUASHFS_MAJOR || sb.s_minor > SQUASHFS_MINOR)
-        bad_image(path, "unsupported SquashFS version ", sb.s_major, ".", sb.s_minor, " (need 4.0)");
+        bad_image(path, "unsupported SquashFS version ", sb.s_major, ".", sb.s_minor,
+                  " (need 4.0)");
     if (sb.bytes_used > size)
         bad_image(path, "truncated (", size, " bytes; the superblock says ", sb.bytes_used, ")");
     impl->in = std::make_unique<Instance>();
@@ -724,9 +741,9 @@ bool SquashFile::has(std::string_view path) {
     std::deque<std::string> todo;
     auto push_components = [&](std::string_view p) {
         auto parts = split(p, '/');
-        for (auto it = parts.rbegin(); it != parts.rend(); ++it)
-            if (!it->empty() && *it != ".")
-                todo.push_front(std::move(*it));
+        for (auto& c : std::views::reverse(parts))
+            if (!c.empty() && c != ".")
+                todo.push_front(std::move(c));
     };
     push_components(path);
     int links = 0;
@@ -780,14 +797,20 @@ void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
     const unsigned threads = opts.max_threads != 0 ? opts.max_threads
                                                    : default_server_threads(affinity_cpus());
     const squashfs_super_block sb = impl.in->fs.sb;
-    Server s{Pool(impl.fd.get(), std::move(impl.in), threads + 1), opts.uid, opts.gid, sb.root_inode,
-             sb.block_size, sb.bytes_used, sb.inodes};
+    Server s{Pool(impl.fd.get(), std::move(impl.in), threads + 1),
+             opts.uid,
+             opts.gid,
+             sb.root_inode,
+             sb.block_size,
+             sb.bytes_used,
+             sb.inodes};
     fuse_set_log_func(fuse_log_to_ch);
 
     std::vector<std::string> argv_s = {"ch-run"};
     if (opts.debug)
         argv_s.emplace_back("-odebug");
     std::vector<char*> argv;
+    argv.reserve(argv_s.size());
     for (auto& a : argv_s)
         argv.push_back(a.data());
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
@@ -810,7 +833,8 @@ void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
         return;
     }
     fuse_loop_cfg_set_max_threads(cfg.get(), threads);
-    fuse_loop_cfg_set_clone_fd(cfg.get(), 0); // cloning reopens /dev/fuse, which we may not be able to
+    // No clone_fd: it reopens /dev/fuse, which this user may not be allowed to.
+    fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
     log::verbose("serving ", impl.path.string(), " with up to ", threads, " threads");
     ready("");
     // Returns when the kernel ends the connection (read gives ENODEV): the

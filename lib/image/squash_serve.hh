@@ -42,7 +42,9 @@ constexpr std::uint64_t inode_of_node(std::uint64_t node, std::uint64_t root_id)
 // (libsquashfuse's sqfs_dir_open can resume exactly there).
 constexpr std::int64_t after_dot = 1;
 constexpr std::int64_t after_dotdot = 2;
-constexpr std::int64_t readdir_offset_after(std::int64_t listing_offset) { return listing_offset + 2; }
+constexpr std::int64_t readdir_offset_after(std::int64_t listing_offset) {
+    return listing_offset + 2;
+}
 constexpr std::int64_t listing_offset_of(std::int64_t readdir_offset) {
     return readdir_offset <= after_dotdot ? 0 : readdir_offset - 2;
 }

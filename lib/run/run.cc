@@ -68,7 +68,7 @@ std::function<bool(const fs::path&)> dir_has(const fs::path& image_dir) {
 // Each ch-run mounts in its own mount namespace, so any number of them can
 // share one mount point.
 fs::path prepare_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::path& image) {
-    const fs::path dir = squash_mount_dir(opts, storage);
+    fs::path dir = squash_mount_dir(opts, storage);
     const std::string what = cat("can't mount ", image.string(), " on ", dir.string());
     if (!opts.mount) {
         for (const fs::path& d : {storage, dir})
@@ -151,7 +151,8 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
 // or /dev/fuse fails here, before any namespace is made (exit 84). Then the
 // FUSE server starts (before unshare), apply mounts and hands it /dev/fuse,
 // and the rest is as for a directory image: ch-run becomes the command.
-[[noreturn]] void run_squash(const RunOptions& opts, const image::Image& img, const fs::path& storage) {
+[[noreturn]] void run_squash(const RunOptions& opts, const image::Image& img,
+                             const fs::path& storage) {
     image::SquashFile file = image::SquashFile::open(img.ref);
     if (opts.write)
         log::warning("--write has no effect on SquashFS image ", img.ref,

@@ -5,13 +5,13 @@
 #include "run/squash.hh"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 #include "run/apply.hh"
@@ -59,7 +59,7 @@ Fd receive_fd(int sock) {
         if (errno != EINTR)
             throw_errno("can't receive /dev/fuse");
     if (n == 0)
-        return Fd();
+        return {};
     const cmsghdr* c = CMSG_FIRSTHDR(&msg);
     if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
         c->cmsg_len != CMSG_LEN(sizeof(int)))
@@ -78,7 +78,8 @@ Fd receive_fd(int sock) {
 void ignore_job_signals() {
     for (const int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM,
                           SIGTSTP, SIGTTIN, SIGTTOU, SIGXCPU, SIGVTALRM, SIGPROF, SIGPWR, SIGIO})
-        ::signal(sig, SIG_IGN);
+        if (std::signal(sig, SIG_IGN) == SIG_ERR)
+            log::debug("can't ignore signal ", sig, ": ", std::strerror(errno));
 }
 
 // The server's standard streams: nothing to read, nothing for stdout, so a
@@ -156,7 +157,7 @@ SquashServer SquashServer::start(image::SquashFile& file, uid_t uid, gid_t gid) 
             throw_errno_code(Exit::squash, what);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         throw Error(cat(what, ": can't fork"), Exit::squash);
-    return SquashServer(std::move(mine), file.path());
+    return {std::move(mine), file.path()};
 }
 
 void SquashServer::hand_over(Fd fuse_dev) {

@@ -29,8 +29,9 @@ TEST_CASE("squash_serve: other inodes map to distinct nodes, never 0 or 1, and b
     const std::uint64_t root = (std::uint64_t{7} << 16) | 0x1a0;
     std::set<std::uint64_t> nodes;
     // Inode ids are (metadata block << 16) | offset within it: 48 bits.
+    const std::uint64_t last = (std::uint64_t{0xffffffff} << 16) | 0xffff;
     const std::uint64_t ids[] = {0, 1, 2, 0x20, std::uint64_t{1} << 16, root - 1, root + 1, root + 2,
-                                 (std::uint64_t{0xffffffff} << 16) | 0xffff};
+                                 last};
     for (const std::uint64_t id : ids) {
         const std::uint64_t node = node_of_inode(id, root);
         CHECK(node != 0);
@@ -133,8 +134,9 @@ TEST_CASE("squash_serve: SquashFile::open names the file and the reason, exit 84
             CHECK(e.exit_code() == Exit::squash);
         }
     };
-    open_fails_with(t.path / "missing.sqfs",
-                    cat("can't mount ", (t.path / "missing.sqfs").string(), ": No such file or directory"));
+    const fs::path missing = t.path / "missing.sqfs";
+    open_fails_with(missing,
+                    cat("can't mount ", missing.string(), ": No such file or directory"));
     write(bad, "not SquashFS at all");
     open_fails_with(bad, cat("can't mount ", bad.string(), ": not a SquashFS file (bad magic)"));
     write(bad, "hsqs and then nothing");

@@ -31,8 +31,9 @@ TEST_CASE("plan: a SquashFS image mounts first, then runs like its mount point")
     CHECK(sq.image == "/var/tmp/alice.ch/mnt");
     CHECK_FALSE(dir.squash.has_value());
     // Everything after the mount is what a directory image there would get.
-    CHECK(describe(sq) == "uid map: 1000 1000 1\ngid map: 1000 1000 1\n"
-                          "squash: mount /scratch/img.sqfs on /var/tmp/alice.ch/mnt (FUSE, read-only)\n" +
+    const std::string mount_line =
+        "squash: mount /scratch/img.sqfs on /var/tmp/alice.ch/mnt (FUSE, read-only)\n";
+    CHECK(describe(sq) == "uid map: 1000 1000 1\ngid map: 1000 1000 1\n" + mount_line +
                               describe(dir).substr(describe(dir).find("image: ")));
     REQUIRE(sq.steps.size() == dir.steps.size());
     for (std::size_t i = 0; i < sq.steps.size(); i++)
