@@ -78,18 +78,21 @@ TOOLS := ch-run ch-checkns ch-convert
 CLI_OBJS := $(B)/bin/cli.o
 
 # Each tool's archives (in link order) and system libraries. ch-run must not
-# link libcurl or libarchive: test/checks/link-deps.sh enforces it.
+# link libcurl or libarchive: test/checks/link-deps.sh enforces it. It links
+# libsquashfuse and libfuse3 statically where possible (see configure.ac).
+ch-run_BINOBJS  := $(B)/bin/run_cli.o
 ch-run_LIBS     := $(call lib_a,run image storage util)
-ch-run_SYSLIBS  := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
+ch-run_SYSLIBS  := $(SQUASHFUSE_RUN_LIBS)
 ch-checkns_LIBS := $(call lib_a,run image storage util)
 ch-checkns_SYSLIBS := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
 ch-convert_LIBS := $(call lib_a,image storage util)
 ch-convert_SYSLIBS := $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
 
+# config.mk holds the link flags, so a reconfigured build relinks.
 define tool_rules
-$(BINDIR)/$(1): $(B)/bin/$(1).o $(CLI_OBJS) $$($(1)_LIBS)
+$(BINDIR)/$(1): $(B)/bin/$(1).o $(CLI_OBJS) $$($(1)_BINOBJS) $$($(1)_LIBS) config.mk
 	@mkdir -p $$(@D)
-	$$(CXX) $$(CXXFLAGS) $$(LDFLAGS) -o $$@ $$^ $$($(1)_SYSLIBS)
+	$$(CXX) $$(CXXFLAGS) $$(LDFLAGS) -o $$@ $$(filter-out config.mk,$$^) $$($(1)_SYSLIBS)
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
 TOOL_BINS := $(addprefix $(BINDIR)/,$(TOOLS))
@@ -104,7 +107,9 @@ $(IMAGE)/.built: examples/busybox/mkimage.sh
 UNIT_SRCS := $(sort $(shell find test/unit -name '*.cc' 2>/dev/null))
 UNIT_OBJS := $(patsubst %.cc,$(B)/%.o,$(UNIT_SRCS))
 UNIT_BIN := $(B)/test/unit/unit-tests
-$(UNIT_BIN): $(UNIT_OBJS) $(CLI_OBJS) $(call lib_a,run registry image storage util)
+# bin/'s option tables and their translation are tested too.
+UNIT_BINOBJS := $(CLI_OBJS) $(B)/bin/run_cli.o
+$(UNIT_BIN): $(UNIT_OBJS) $(UNIT_BINOBJS) $(call lib_a,run registry image storage util)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
 	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread

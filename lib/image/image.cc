@@ -19,6 +19,13 @@ bool has_squash_magic(int fd) {
     return ::pread(fd, magic, sizeof magic, 0) == 4 && std::memcmp(magic, "hsqs", 4) == 0;
 }
 
+bool is_squash_name(std::string_view path) {
+    for (const char* ext : {".sqfs", ".squashfs", ".squash"})
+        if (ends_with(path, ext))
+            return true;
+    return false;
+}
+
 const char* kind_name(Kind k) {
     switch (k) {
     case Kind::directory:
@@ -70,12 +77,19 @@ Image resolve_image(std::string_view ref, const fs::path& storage, bool unsafe) 
         return img;
     }
     if (S_ISREG(st.st_mode)) {
-        const Fd fd = open_at(AT_FDCWD, path, O_RDONLY);
+        const Fd fd = try_open_at(AT_FDCWD, path, O_RDONLY);
+        if (!fd)
+            throw_errno_code(is_squash_name(path) ? Exit::squash : Exit::misc, "can't open image ",
+                             printable(ref));
         if (has_squash_magic(fd.get())) {
             img.kind = Kind::squash;
             img.path = fs::absolute(path);
             return img;
         }
+        // Named like a SquashFS file: say what is wrong with it.
+        if (is_squash_name(path))
+            throw Error(cat("can't mount ", printable(ref), ": not a SquashFS file (bad magic)"),
+                        Exit::squash);
     }
     fail("can't run ", printable(ref), ": unknown image type (not a directory or a SquashFS file)");
 }

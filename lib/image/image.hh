@@ -25,6 +25,11 @@ Image resolve_image(std::string_view ref, const fs::path& storage, bool unsafe);
 // SquashFS files start with "hsqs" (little-endian 0x73717368).
 bool has_squash_magic(int fd);
 
+// Named like a SquashFS file: *.sqfs, *.squashfs, *.squash (as ch-convert
+// infers the format). Such a file without the magic is a damaged SquashFS
+// file (exit 84), not an unknown kind of image.
+bool is_squash_name(std::string_view path);
+
 const char* kind_name(Kind k);
 
 } // namespace ch::image

@@ -107,11 +107,10 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
     if (!plan.overlay_size) {
         bind_mount(image_fd.proc_path(), mp.proc_path(), plan.image.string(), "the new root", 0);
     } else {
-        const Fd lower_mp = open_dir_at(scratch, "lower");
-        bind_mount(image_fd.proc_path(), lower_mp.proc_path(), plan.image.string(),
-                   "the overlay's lower layer", 0);
-        // Reopened: the descriptor from before the bind names the directory
-        // under the mount, not the image now mounted on it.
+        bind_mount(image_fd.proc_path(), open_dir_at(scratch, "lower").proc_path(),
+                   plan.image.string(), "the overlay's lower layer", 0);
+        // Reopened: a descriptor from before the bind names the empty
+        // directory under it, and overlayfs would take that as its lower layer.
         const Fd lower = open_dir_at(scratch, "lower");
         const Fd upper = open_dir_at(scratch, "upper");
         const Fd work = open_dir_at(scratch, "work");
@@ -202,6 +201,34 @@ void apply_write_file(const Fd& root, const Fd& scratch, const WriteFile& w, int
         bind_mount(src.proc_path(), dst->proc_path(), "a generated file", w.dst.string());
 }
 
+// A SquashFS image: FUSE on the mount point, in our new mount namespace
+// only, so nothing is ever mounted on the host and the kernel removes the
+// mount with the namespace, when the container's last process exits.
+//
+// /dev/fuse is opened here, after unshare: fuse_fill_super refuses (EINVAL) a
+// descriptor opened in another user namespace than the mounter's. user_id and
+// group_id are ids in this namespace; only processes with them may use the
+// mount (no allow_other), and default_permissions lets the kernel check mode
+// bits. Until hand_over returns, nothing may touch the mount: the first
+// access waits for the server's answer to FUSE_INIT.
+void mount_squash(const SquashMount& sq, const IdMap& uid, const IdMap& gid,
+                  const FuseHandOver& hand_over) {
+    const std::string file = sq.file.string();
+    Fd dev = try_open_at(AT_FDCWD, "/dev/fuse", O_RDWR);
+    if (!dev)
+        throw_errno_code(Exit::squash, "can't mount ", file, ": can't open /dev/fuse");
+    const Fd mp = try_open_at(AT_FDCWD, sq.mount_dir, O_PATH | O_DIRECTORY);
+    if (!mp)
+        throw_errno_code(Exit::squash, "can't mount ", file, " on ", sq.mount_dir.string());
+    const std::string opts = cat("fd=", dev.get(), ",rootmode=40000,user_id=", uid.inside,
+                                 ",group_id=", gid.inside, ",default_permissions");
+    log::verbose("mount ", file, " on ", sq.mount_dir.string(), " (fuse.squashfuse ", opts, ")");
+    if (::mount(file.c_str(), mp.proc_path().c_str(), "fuse.squashfuse",
+                MS_RDONLY | MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
+        throw_errno_code(Exit::squash, "can't mount ", file, " on ", sq.mount_dir.string());
+    hand_over(std::move(dev));
+}
+
 // pivot_root(".", ".") stacks the old root on top of the new one, and the
 // detach removes it (pivot_root(2), NOTES). It fails with EINVAL when the
 // host root is initramfs (rootfs can't be unmounted), as on some diskless
@@ -226,8 +253,10 @@ void pivot_into(const Fd& root) {
 
 } // namespace
 
-void apply(const Plan& plan) {
+void apply(const Plan& plan, const FuseHandOver& hand_over) {
     enter_namespaces(plan.uid, plan.gid);
+    if (plan.squash)
+        mount_squash(*plan.squash, plan.uid, plan.gid, hand_over);
     // Opened after unshare: a descriptor from the old namespace names a mount
     // that is not in ours, and bind mounts from it fail with EINVAL.
     const Fd image_fd = open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);

@@ -2,14 +2,23 @@
 // namespaces, mounts, id maps or capabilities (test/checks/audit-syscalls.sh).
 #pragma once
 
+#include <functional>
+
 #include "run/plan.hh"
+#include "util/fd.hh"
 
 namespace ch::run {
 
-// Create the user and mount namespaces, write the id maps, build the new
-// root from the plan and pivot into it. On return the process is inside the
-// container with cwd "/". Throws Error naming the step that failed.
-void apply(const Plan& plan);
+// For a SquashFS plan: gives the mounted /dev/fuse descriptor to the FUSE
+// server and returns once it serves (SquashServer::hand_over).
+using FuseHandOver = std::function<void(Fd fuse_dev)>;
+
+// Create the user and mount namespaces, write the id maps, mount the
+// SquashFS image if the plan has one (then hand_over is required), build the
+// new root from the plan and pivot into it. On return the process is inside
+// the container with cwd "/". Throws Error naming the step that failed
+// (Exit::squash for the SquashFS mount).
+void apply(const Plan& plan, const FuseHandOver& hand_over = {});
 
 // Last thing before exec: drop every capability (bounding, ambient,
 // inheritable, permitted, effective) and set PR_SET_NO_NEW_PRIVS, so the

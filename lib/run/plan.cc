@@ -3,6 +3,7 @@
 #include "run/plan.hh"
 
 #include "run/passwd.hh"
+#include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
 
@@ -102,6 +103,17 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
     return p;
 }
 
+Plan make_squash_plan(const RunOptions& opts, const fs::path& file, const fs::path& mount_dir,
+                      const HostFacts& host) {
+    Plan p = make_plan(opts, mount_dir, host);
+    p.squash = SquashMount{file, mount_dir};
+    return p;
+}
+
+fs::path squash_mount_dir(const RunOptions& opts, const fs::path& storage) {
+    return opts.mount ? *opts.mount : storage::default_mount_dir(storage);
+}
+
 namespace {
 const char* need_name(Need n) {
     switch (n) {
@@ -134,6 +146,9 @@ std::string describe(const Step& s) {
 std::string describe(const Plan& p) {
     std::string out = cat("uid map: ", p.uid.inside, " ", p.uid.outside, " 1\n",
                           "gid map: ", p.gid.inside, " ", p.gid.outside, " 1\n",
+                          p.squash ? cat("squash: mount ", p.squash->file.string(), " on ",
+                                         p.squash->mount_dir.string(), " (FUSE, read-only)\n")
+                                   : std::string(),
                           "image: ", p.image.string(),
                           p.overlay_size ? cat(" (overlay on tmpfs size=", *p.overlay_size, ")")
                                          : std::string(p.write ? " (writable)" : " (read-only)"),

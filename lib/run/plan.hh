@@ -50,9 +50,18 @@ struct WriteFile {
 
 using Step = std::variant<Bind, Tmpfs, WriteFile>;
 
+// A SquashFS image, mounted with FUSE on mount_dir inside the container's
+// new mount namespace (never on the host) right after the namespaces are
+// made; mount_dir then serves as the image directory.
+struct SquashMount {
+    fs::path file;      // the image, absolute
+    fs::path mount_dir; // -m DIR, or STORAGE/mnt
+};
+
 struct Plan {
     IdMap uid, gid;
     fs::path image;                          // host directory that becomes /
+    std::optional<SquashMount> squash;       // mounted on image first
     bool write = false;                      // -w: leave the image writable
     std::optional<std::string> overlay_size; // -W: tmpfs size for the overlay's upper layer
     std::vector<Step> steps;                 // after the root exists, in order
@@ -83,6 +92,13 @@ const std::vector<DefaultBind>& default_binds();
 // Throws UsageError for a bad --bind destination (relative, "/", or climbing
 // out of the image) or --home without $HOME.
 Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFacts& host);
+
+// The same for a SquashFS image: the image directory is the mount point.
+Plan make_squash_plan(const RunOptions& opts, const fs::path& file, const fs::path& mount_dir,
+                      const HostFacts& host);
+
+// Where a SquashFS image is mounted: -m DIR as given, else STORAGE/mnt.
+fs::path squash_mount_dir(const RunOptions& opts, const fs::path& storage);
 
 std::string describe(const Step& s);
 std::string describe(const Plan& p);

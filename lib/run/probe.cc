@@ -129,7 +129,7 @@ std::optional<std::string> probe_tmpfs_xattrs() {
     return *err + " (tmpfs supports user.* xattrs from Linux 6.6)";
 }
 
-std::optional<std::string> probe_fuse() {
+std::optional<std::string> fuse_device_problem() {
     struct stat st {};
     if (::stat("/dev/fuse", &st) != 0)
         return "/dev/fuse is missing (fix, as root: modprobe fuse)";
@@ -137,12 +137,18 @@ std::optional<std::string> probe_fuse() {
         return "/dev/fuse is not a character device";
     const Fd fd = try_open_at(AT_FDCWD, "/dev/fuse", O_RDWR);
     if (!fd) {
-        if (errno == EACCES)
+        if (errno == EACCES || errno == EPERM)
             return cat("/dev/fuse is mode ", octal_mode(st.st_mode), " owned by uid ", st.st_uid,
                        ", so this user can't use it and SquashFS images can't be mounted "
                        "(fix, as root: chmod 0666 /dev/fuse; Debian's udev rules set 0666)");
         return cat("can't open /dev/fuse: ", std::strerror(errno));
     }
+    return std::nullopt;
+}
+
+std::optional<std::string> probe_fuse() {
+    if (auto problem = fuse_device_problem())
+        return problem;
     const auto err = run_in_child([] {
         const uid_t uid = ::geteuid();
         const gid_t gid = ::getegid();

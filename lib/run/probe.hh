@@ -34,5 +34,9 @@ std::optional<std::string> probe_user_namespaces();
 std::optional<std::string> probe_overlayfs();
 std::optional<std::string> probe_tmpfs_xattrs();
 std::optional<std::string> probe_fuse();
+// The device part of probe_fuse alone (no namespaces): whether this user can
+// open /dev/fuse, and if not, why and the fix. Cheap enough for every
+// SquashFS run of ch-run.
+std::optional<std::string> fuse_device_problem();
 
 } // namespace ch::run

@@ -1,5 +1,6 @@
-// run.cc: ch-run's steps, in order. Directory images: ch-run becomes the
-// user's command (no supervisor), so signals and exit status are its own.
+// run.cc: ch-run's steps, in order. ch-run becomes the user's command (no
+// supervisor), so signals and exit status are its own; for a SquashFS image,
+// a FUSE server process (squash.hh) serves the image beside it.
 #include "run/run.hh"
 
 #include <fcntl.h>
@@ -13,9 +14,12 @@
 #include <cstring>
 
 #include "image/image.hh"
+#include "image/squash_serve.hh"
 #include "run/apply.hh"
 #include "run/env.hh"
 #include "run/plan.hh"
+#include "run/probe.hh"
+#include "run/squash.hh"
 #include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -56,7 +60,7 @@ void read_local_names(HostFacts& h) {
     }
 }
 
-HostFacts probe_host(const fs::path& image_dir) {
+HostFacts probe_host(std::function<bool(const fs::path&)> image_has) {
     HostFacts h;
     h.euid = ::geteuid();
     h.egid = ::getegid();
@@ -68,11 +72,35 @@ HostFacts probe_host(const fs::path& image_dir) {
     const std::string tmpdir = getenv_str("TMPDIR");
     h.tmpdir = tmpdir.empty() ? "/tmp" : tmpdir;
     read_local_names(h);
+    h.image_has = std::move(image_has);
+    return h;
+}
+
+std::function<bool(const fs::path&)> dir_has(const fs::path& image_dir) {
     const auto image_fd = std::make_shared<Fd>(open_at(AT_FDCWD, image_dir, O_PATH | O_DIRECTORY));
-    h.image_has = [image_fd](const fs::path& p) {
+    return [image_fd](const fs::path& p) {
         return static_cast<bool>(resolve_in_root(image_fd->get(), p.string()));
     };
-    return h;
+}
+
+// The SquashFS mount point: -m DIR must exist (Charliecloud's rule); the
+// default STORAGE/mnt is created, with the storage directory if need be.
+// Each ch-run mounts in its own mount namespace, so any number of them can
+// share one mount point.
+fs::path prepare_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::path& image) {
+    fs::path dir = squash_mount_dir(opts, storage);
+    const std::string what = cat("can't mount ", image.string(), " on ", dir.string());
+    if (!opts.mount) {
+        for (const fs::path& d : {storage, dir})
+            if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST)
+                throw_errno_code(Exit::squash, what);
+    }
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0)
+        throw_errno_code(Exit::squash, what);
+    if (!S_ISDIR(st.st_mode))
+        throw Error(cat(what, ": not a directory"), Exit::squash);
+    return dir;
 }
 
 std::vector<std::string> host_environment() {
@@ -126,6 +154,41 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
     throw_errno_code(Exit::cmd, "can't execve(2): ", printable(opts.command[0]));
 }
 
+// Inside the container: environment, working directory, exec.
+[[noreturn]] void enter_command(const RunOptions& opts, const Plan& plan) {
+    EnvInputs in;
+    struct stat st {};
+    in.home = opts.home ? "/home/" + getenv_str("USER") : (::stat("/root", &st) == 0 ? "/root" : "/");
+    in.deltas = resolve_image_env(opts.env);
+    in.no_expand = opts.env_no_expand;
+    const EnvVars env = build_environment(host_environment(), in);
+    if (::chdir(plan.cwd.c_str()) != 0)
+        throw_errno("can't cd to ", plan.cwd);
+    exec_command(opts, env);
+}
+
+// A SquashFS image: everything that can fail for the image, the mount point
+// or /dev/fuse fails here, before any namespace is made (exit 84). Then the
+// FUSE server starts (before unshare), apply mounts and hands it /dev/fuse,
+// and the rest is as for a directory image: ch-run becomes the command.
+[[noreturn]] void run_squash(const RunOptions& opts, const image::Image& img,
+                             const fs::path& storage) {
+    image::SquashFile file = image::SquashFile::open(img.ref);
+    if (opts.write)
+        log::warning("--write has no effect on SquashFS image ", img.ref,
+                     ", which is read-only (-W gives a throw-away writable layer)");
+    if (auto problem = fuse_device_problem())
+        throw Error(cat("can't mount ", img.ref, ": ", *problem), Exit::squash);
+    const fs::path mount_dir = prepare_mount_dir(opts, storage, img.ref);
+    // --home asks the image whether /home/$USER exists: the file answers.
+    auto image_has = [&file](const fs::path& p) { return file.has(p.string()); };
+    const Plan plan = make_squash_plan(opts, img.path, mount_dir, probe_host(image_has));
+    log::debug("plan:\n", describe(plan));
+    SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
+    apply(plan, [&server](Fd dev) { server.hand_over(std::move(dev)); });
+    enter_command(opts, plan);
+}
+
 } // namespace
 
 void run(const RunOptions& opts) {
@@ -137,26 +200,17 @@ void run(const RunOptions& opts) {
     if (img.kind == image::Kind::name && opts.write && !opts.unsafe)
         fail("can't run ", img.ref, " with --write: images in storage are run read-only "
              "(use -W for a throw-away writable layer)");
-    if (img.kind == image::Kind::squash)
-        throw Error(cat("can't mount ", img.path.string(), ": SquashFS images are not supported yet"),
-                    Exit::squash);
-    if (opts.mount)
-        log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind), " ",
-                     img.ref);
-
-    const Plan plan = make_plan(opts, img.path, probe_host(img.path));
-    log::debug("plan:\n", describe(plan));
-    apply(plan);
-
-    EnvInputs in;
-    struct stat st {};
-    in.home = opts.home ? "/home/" + getenv_str("USER") : (::stat("/root", &st) == 0 ? "/root" : "/");
-    in.deltas = resolve_image_env(opts.env);
-    in.no_expand = opts.env_no_expand;
-    const EnvVars env = build_environment(host_environment(), in);
-    if (::chdir(plan.cwd.c_str()) != 0)
-        throw_errno("can't cd to ", plan.cwd);
-    exec_command(opts, env);
+    if (img.kind == image::Kind::squash) {
+        run_squash(opts, img, storage.path);
+    } else {
+        if (opts.mount)
+            log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind),
+                         " ", img.ref);
+        const Plan plan = make_plan(opts, img.path, probe_host(dir_has(img.path)));
+        log::debug("plan:\n", describe(plan));
+        apply(plan);
+        enter_command(opts, plan);
+    }
 }
 
 } // namespace ch::run

@@ -3,12 +3,14 @@
 // never follows a link without re-rooting it.
 #include "util/fd.hh"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <deque>
 #include <vector>
@@ -34,6 +36,39 @@ Fd open_at(int dirfd, const fs::path& path, int flags, mode_t mode) {
     if (!fd)
         throw_errno("can't open ", path.string());
     return fd;
+}
+
+void close_fds_except(std::vector<int> keep) {
+    std::sort(keep.begin(), keep.end());
+    // close_range over the gaps between the descriptors to keep.
+    auto close_from_to = [](unsigned lo, unsigned hi) {
+        return lo > hi || ::syscall(SYS_close_range, lo, hi, 0) == 0;
+    };
+    unsigned next = 3;
+    bool have_close_range = true;
+    for (const int k : keep) {
+        if (k < 3 || static_cast<unsigned>(k) < next)
+            continue;
+        have_close_range = have_close_range && close_from_to(next, static_cast<unsigned>(k) - 1);
+        next = static_cast<unsigned>(k) + 1;
+    }
+    have_close_range = have_close_range && close_from_to(next, ~0U); // ENOSYS before Linux 5.9
+    if (have_close_range)
+        return;
+    // The portable way: list the open descriptors first, then close them
+    // (closing while reading the directory would skip entries).
+    std::vector<int> open_fds;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        while (const struct dirent* e = ::readdir(d)) {
+            unsigned long long n = 0;
+            if (parse_uint(e->d_name, 1U << 30, n) && n >= 3 && static_cast<int>(n) != ::dirfd(d))
+                open_fds.push_back(static_cast<int>(n));
+        }
+        ::closedir(d);
+    }
+    for (const int fd : open_fds)
+        if (!std::binary_search(keep.begin(), keep.end(), fd))
+            ::close(fd);
 }
 
 std::string read_file(const fs::path& path) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace ch {
 
@@ -55,6 +56,11 @@ struct FreeWith {
 Fd open_at(int dirfd, const fs::path& path, int flags, mode_t mode = 0);
 // Same, but returns an empty Fd (errno set) instead of throwing.
 Fd try_open_at(int dirfd, const fs::path& path, int flags, mode_t mode = 0);
+
+// Close every descriptor from 3 up except those in keep (for a process that
+// outlives its parent and must not hold the parent's pipes open). Uses
+// close_range(2) (Linux 5.9) where it exists, else /proc/self/fd.
+void close_fds_except(std::vector<int> keep);
 
 // Read a whole (small) file; throws "can't read PATH: reason".
 std::string read_file(const fs::path& path);
