@@ -53,8 +53,8 @@ struct Parsed {
     std::optional<std::string> value(const std::string& name) const;
 };
 
-// Throws UsageError for unknown options, missing values, empty arguments, a
-// non-repeatable option given twice.
+// Throws UsageError for unknown options, missing values and empty arguments.
+// A single-valued option given twice keeps its last value, as argp does.
 Parsed parse(const Spec& spec, int argc, const char* const* argv);
 
 std::string help_text(const Spec& spec);
