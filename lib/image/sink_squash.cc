@@ -244,6 +244,7 @@ private:
     std::vector<unsigned char> buf_;
     bool broken_ = false;
     bool committed_ = false;
+    bool in_file_ = false; // between begin_file and end_file
 };
 
 SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
@@ -317,9 +318,17 @@ SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
 }
 
 SquashSink::~SquashSink() {
-    // The staged file goes with staged_ unless published. Stop the workers
-    // before anything they point into is freed (proc_ is declared last, but
-    // the tree may be deep: release it without recursion).
+    // The staged file goes with staged_ unless published. libsquashfs 1.2
+    // leaks the blocks of a file in progress and the pending fragment block
+    // if its processor is destroyed before finishing, so finish into the
+    // doomed staging file first (errors don't matter any more).
+    if (proc_ && !committed_) {
+        if (in_file_)
+            sqfs_block_processor_end_file(proc_.get());
+        sqfs_block_processor_finish(proc_.get());
+    }
+    // Stop the workers before anything they point into is freed, and release
+    // the tree without recursion (it may be deep).
     proc_.reset();
     release(std::move(root_));
 }
@@ -532,12 +541,14 @@ void SquashSink::add(const Entry& e, Source& src) {
         broken_ = true;
         check(sqfs_block_processor_begin_file(proc_.get(), &arena_.slots.back(), nullptr, 0),
               cat("entry '", printable(e.path), "'"));
+        in_file_ = true;
         if (e.sparse) {
             n->runs = std::make_unique<std::vector<Run>>();
             stream_sparse(e, src, *n->runs);
         } else {
             stream_plain(e, src);
         }
+        in_file_ = false;
         check(sqfs_block_processor_end_file(proc_.get()), cat("entry '", printable(e.path), "'"));
         broken_ = false;
     }

@@ -650,28 +650,33 @@ TEST_CASE("squash: later entries replace earlier ones; whiteouts remove") {
 
 TEST_CASE("squash: the same entries give the same bytes, whatever the threads") {
     std::vector<Item> items = sample_tree();
-    // Enough data to keep several blocks in flight at once.
-    for (int i = 0; i < 120; ++i)
+    // Many small blocks (4 KiB) keep several in flight at once, with
+    // fragments, duplicates and raw blocks interleaved.
+    for (int i = 0; i < 150; ++i)
         items.push_back(file("many/f" + std::to_string(i),
-                             i % 3 ? text(static_cast<std::size_t>(i) * 3001 % (3 * B), i) : noise(i * 997, i)));
-    items.push_back(sparse("many/sparse", 40 * B + 3, {{5, 10}, {20 * B, B + 7}}));
+                             i % 3 ? text(static_cast<std::size_t>(i) * 3001 % 40000, i % 50)
+                                   : noise(static_cast<std::size_t>(i) * 997, i)));
+    items.push_back(sparse("many/sparse", 40 * 4096 + 3, {{5, 10}, {20 * 4096, 4096 + 7}}));
     TempDir tmp;
-    std::string first;
-    for (unsigned threads : {1u, 2u, 4u, 1u}) {
-        SquashOptions opts;
-        opts.threads = threads;
-        const fs::path img = tmp / ("t" + std::to_string(threads) + ".sqfs");
-        write_image(img, items, opts);
-        const std::string bytes = slurp(img);
-        if (first.empty())
-            first = bytes;
-        INFO("threads=", threads);
-        CHECK(bytes.size() == first.size());
-        CHECK(bytes == first);
-        CHECK(bytes.size() % 4096 == 0);
+    for (const unsigned bs : {4096u, 131072u}) {
+        std::string first;
+        for (const unsigned threads : {1u, 2u, 4u, 1u}) {
+            SquashOptions opts;
+            opts.threads = threads;
+            opts.block_size = bs;
+            const fs::path img = tmp / ("t" + std::to_string(threads) + ".sqfs");
+            write_image(img, bs == 4096 ? items : sample_tree(), opts);
+            const std::string bytes = slurp(img);
+            if (first.empty())
+                first = bytes;
+            INFO("block size ", bs, ", threads ", threads);
+            CHECK(bytes.size() == first.size());
+            CHECK((bytes == first));
+            CHECK(bytes.size() % 4096 == 0);
+        }
+        // The superblock's modification time is 0 (offset 8, 4 bytes).
+        CHECK(first.substr(8, 4) == std::string(4, '\0'));
     }
-    // The superblock's modification time is 0 (offset 8, 4 bytes).
-    CHECK(first.substr(8, 4) == std::string(4, '\0'));
 }
 
 TEST_CASE("squash: every compressor this libsquashfs has") {
