@@ -244,7 +244,8 @@ private:
     std::vector<unsigned char> buf_;
     bool broken_ = false;
     bool committed_ = false;
-    bool in_file_ = false; // between begin_file and end_file
+    bool in_file_ = false;  // between begin_file and end_file
+    bool finished_ = false; // the processor has been told to finish
 };
 
 SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
@@ -322,7 +323,7 @@ SquashSink::~SquashSink() {
     // leaks the blocks of a file in progress and the pending fragment block
     // if its processor is destroyed before finishing, so finish into the
     // doomed staging file first (errors don't matter any more).
-    if (proc_ && !committed_) {
+    if (proc_ && !finished_) {
         if (in_file_)
             sqfs_block_processor_end_file(proc_.get());
         sqfs_block_processor_finish(proc_.get());
@@ -445,7 +446,7 @@ void SquashSink::add(const Entry& e, Source& src) {
 
     const std::vector<std::string_view> parts = split_path(e, e.path);
     if (e.type == EntryType::whiteout) {
-        if (parts.empty()) {
+        if (parts.empty()) { // the root stays, its contents go
             for (auto& kv : *root_->children)
                 release(std::move(kv.second));
             root_->children->clear();
@@ -639,6 +640,7 @@ void SquashSink::commit() {
 }
 
 void SquashSink::finish() {
+    finished_ = true;
     check(sqfs_block_processor_finish(proc_.get()), "file data");
     {
         const sqfs_block_processor_stats_t* st = sqfs_block_processor_get_stats(proc_.get());

@@ -9,7 +9,7 @@ declare -A pkgs=(
   [build]="g++ make autoconf pkg-config libargh-dev libyaml-cpp-dev libarchive-dev libzstd-dev
            libcurl4-openssl-dev doctest-dev nlohmann-json3-dev libssl-dev libsquashfs-dev
            libsquashfuse-dev libfuse3-dev busybox-static"
-  [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools fuse3 binutils"
+  [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3 binutils"
   [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time"
 )
 
