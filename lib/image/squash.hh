@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 struct SquashOptions {
     unsigned block_size = 128 * 1024;
     std::string compressor = "gzip"; // as mksquashfs names them: gzip, zstd, xz, lz4, lzo
-    unsigned threads = 0;            // 0: one per online CPU
+    unsigned threads = 0;            // compressing threads; 0: one per CPU we may run on (affinity)
 };
 
 // Writes a SquashFS file at dest: staged beside it, published by commit().
