@@ -1,7 +1,7 @@
 // squash_bench.cc: benchmark and debugging aid for the SquashFS sink and
 // source (test-only: lib/ has the real directory source).
 //
-//   squash-bench [--comp NAME] [--block N] [--threads N] [--verify] DIR OUT.sqfs
+//   squash-bench [-v] [--comp NAME] [--block N] [--threads N] [--verify] DIR OUT.sqfs
 //       write DIR as OUT.sqfs through the SquashFS sink; with --verify, read
 //       it back through the SquashFS source and compare with DIR
 //   squash-bench --read IMG
@@ -26,6 +26,7 @@
 #include "image/squash.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
+#include "util/log.hh"
 
 using namespace ch::image;
 
@@ -198,7 +199,7 @@ double since(std::chrono::steady_clock::time_point t0) {
 }
 
 int usage() {
-    std::fprintf(stderr, "usage: squash-bench [--comp NAME] [--block N] [--threads N] [--verify] DIR OUT.sqfs\n"
+    std::fprintf(stderr, "usage: squash-bench [-v] [--comp NAME] [--block N] [--threads N] [--verify] DIR OUT.sqfs\n"
                          "       squash-bench --read IMG\n");
     return 64;
 }
@@ -219,6 +220,8 @@ int main(int argc, char** argv) {
                 opts.block_size = static_cast<unsigned>(std::stoul(argv[++i]));
             else if (a == "--threads" && i + 1 < argc)
                 opts.threads = static_cast<unsigned>(std::stoul(argv[++i]));
+            else if (a == "-v")
+                ch::log::init("squash-bench", 2);
             else if (a == "--verify")
                 verify = true;
             else if (a == "--read" && i + 1 < argc)

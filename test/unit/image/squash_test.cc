@@ -852,6 +852,7 @@ TEST_CASE("squash source: images made by mksquashfs, with devices, FIFOs and har
     std::ofstream(d / "a") << "hello\n";
     REQUIRE(::link((d / "a").c_str(), (d / "sub/b").c_str()) == 0);
     fs::create_symlink("a", d / "l");
+    const bool xattrs = ::lsetxattr((d / "a").c_str(), "user.origin", "mksquashfs", 10, 0) == 0;
     {   // sparse: data, a 1 MiB hole, data
         const int fd = ::open((d / "sparse").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         REQUIRE(fd >= 0);
@@ -877,6 +878,11 @@ TEST_CASE("squash source: images made by mksquashfs, with devices, FIFOs and har
     CHECK(m["pipe"].e.type == EntryType::fifo);
     CHECK(m["a"].e.type == EntryType::file);
     CHECK(m["a"].data == "hello\n");
+    if (xattrs) {
+        REQUIRE(m["a"].e.xattrs.size() == 1);
+        CHECK(m["a"].e.xattrs[0].name == "user.origin");
+        CHECK(m["a"].e.xattrs[0].value == "mksquashfs");
+    }
     CHECK(m["sub/b"].e.type == EntryType::hardlink);
     CHECK(m["sub/b"].e.link_target == "a");
     CHECK(m["l"].e.link_target == "a");
