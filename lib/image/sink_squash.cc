@@ -224,6 +224,7 @@ private:
     fs::path dest_;
     std::string what_; // "can't write DEST"
     std::uint32_t block_size_;
+    int comp_;                 // SQFS_COMPRESSOR, checked before anything is created
     storage::Staged staged_;
     Ptr<sqfs_file_t> file_;
     Ptr<sqfs_compressor_t> cmp_;
@@ -248,26 +249,33 @@ private:
     bool finished_ = false; // the processor has been told to finish
 };
 
+// The compressor's id, once the options are known to be usable: bad options
+// are refused before a staging file exists.
+int checked_compressor(const fs::path& dest, const SquashOptions& opts) {
+    const std::string what = cat("can't write ", dest.string());
+    const int comp = compressor_id(opts.compressor);
+    if (comp == 0)
+        throw UsageError(cat(what, ": unknown compressor '", printable(opts.compressor),
+                             "' (this build has: ", join(squash_compressors(), ", "), ")"));
+    const unsigned bs = opts.block_size;
+    if (bs < SQFS_MIN_BLOCK_SIZE || bs > SQFS_MAX_BLOCK_SIZE || (bs & (bs - 1)) != 0)
+        throw UsageError(cat(what, ": invalid block size ", bs, " (a power of two from 4096 to 1048576)"));
+    const auto comps = squash_compressors();
+    if (std::find(comps.begin(), comps.end(), opts.compressor) == comps.end())
+        throw UsageError(cat(what, ": this libsquashfs can't compress with ", opts.compressor,
+                             " (it can with: ", join(comps, ", "), ")"));
+    return comp;
+}
+
 SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
     : dest_(dest)
     , what_(cat("can't write ", dest.string()))
     , block_size_(opts.block_size)
+    , comp_(checked_compressor(dest, opts))
     , staged_(dest, storage::StagedKind::file) {
-    const int comp = compressor_id(opts.compressor);
-    if (comp == 0)
-        throw UsageError(cat(what_, ": unknown compressor '", printable(opts.compressor),
-                             "' (this build has: ", join(squash_compressors(), ", "), ")"));
     sqfs_compressor_config_t cfg{};
-    int r = sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(comp), block_size_, 0);
-    if (r == SQFS_ERROR_SUPER_BLOCK_SIZE || block_size_ < SQFS_MIN_BLOCK_SIZE ||
-        block_size_ > SQFS_MAX_BLOCK_SIZE || (block_size_ & (block_size_ - 1)) != 0)
-        throw UsageError(cat(what_, ": invalid block size ", block_size_,
-                             " (a power of two from 4096 to 1048576)"));
+    int r = sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(comp_), block_size_, 0);
     check(r, "compressor settings");
-    r = make_compressor(cfg, cmp_);
-    if (r == SQFS_ERROR_UNSUPPORTED)
-        throw UsageError(cat(what_, ": this libsquashfs can't compress with ", opts.compressor,
-                             " (it can with: ", join(squash_compressors(), ", "), ")"));
     check(r, "compressor");
     // A decompressor lets the processor compare a fragment with its possible
     // duplicate byte for byte instead of trusting a 32-bit hash.
@@ -275,7 +283,7 @@ SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
     check(make_compressor(cfg, uncmp_), "decompressor");
 
     file_ = open_file(staged_.path(), Access::write);
-    check(sqfs_super_init(&super_, block_size_, image_mtime, static_cast<SQFS_COMPRESSOR>(comp)),
+    check(sqfs_super_init(&super_, block_size_, image_mtime, static_cast<SQFS_COMPRESSOR>(comp_)),
           "superblock");
     // A placeholder superblock now, the real one at the end; the compressor
     // options (if not the defaults) follow it directly.
