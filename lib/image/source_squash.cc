@@ -75,7 +75,6 @@ private:
     void read_xattrs(Entry& e, const sqfs_inode_generic_t& ino) const;
     void map_file(Entry& e, const sqfs_inode_generic_t& ino);
 
-    fs::path path_;
     std::string name_;
     Ptr<sqfs_file_t> file_;
     sqfs_super_t super_{};
@@ -101,9 +100,10 @@ private:
 };
 
 SquashSource::SquashSource(const fs::path& file)
-    : path_(file)
-    , name_(file.string()) {
+    : name_(file.string()) {
     file_ = open_file(file, Access::read);
+    // The magic first, by hand: sqfs_super_read on a short file reports an
+    // out-of-bounds read, and "not a SquashFS file" is the useful answer.
     const sqfs_u64 size = file_->get_size(file_.get());
     char magic[4] = {};
     if (size < sizeof magic || file_->read_at(file_.get(), 0, magic, sizeof magic) != 0 ||
@@ -115,6 +115,8 @@ SquashSource::SquashSource(const fs::path& file)
     if (r == SQFS_ERROR_CORRUPTED || r == SQFS_ERROR_OUT_OF_BOUNDS)
         fail("corrupted superblock");
     check(r, "superblock");
+    // A copy cut short (full disk, interrupted transfer) is the common
+    // damage; say so up front instead of failing later on some table.
     if (super_.bytes_used > size)
         fail(cat("truncated: ", size, " bytes, but its superblock says ", super_.bytes_used));
     // Tables must lie in the file, in the order the format puts them.
@@ -223,6 +225,8 @@ std::vector<SquashSource::Child> SquashSource::read_listing(const sqfs_inode_gen
             fail_at(path, cat("corrupted directory listing (invalid name '", printable(name), "')"));
         kids.push_back(Child{std::string(name), iref});
     }
+    // Writers must store listings sorted (the kernel's lookup depends on it),
+    // but the stream's order is our promise, not the image's: sort anyway.
     std::sort(kids.begin(), kids.end(), [](const Child& a, const Child& b) { return a.name < b.name; });
     for (std::size_t i = 1; i < kids.size(); ++i)
         if (kids[i].name == kids[i - 1].name)
@@ -266,7 +270,7 @@ void SquashSource::fill(Entry& e, std::string path, Mem<sqfs_inode_generic_t> in
     e.gid = gid;
     e.mtime = b.mod_time;
 
-    sqfs_u32 nlink = 1;
+    sqfs_u32 nlink = 1; // basic file inodes have no count: one name
     switch (b.type) {
     case SQFS_INODE_DIR:
     case SQFS_INODE_EXT_DIR:
@@ -313,6 +317,8 @@ void SquashSource::fill(Entry& e, std::string path, Mem<sqfs_inode_generic_t> in
     }
 
     // A second directory entry for an inode already seen is a hard link.
+    // Only inodes that say they have several names are remembered, so the
+    // map holds the hard-linked files, not every file of the image.
     if (e.type != EntryType::dir && nlink > 1) {
         const auto [it, first] = links_.emplace(ref, e.path);
         if (!first) {
@@ -418,6 +424,8 @@ std::size_t SquashSource::read(void* buf, std::size_t n) {
     }
     if (ext_ == extents_.size())
         return 0;
+    // The data reader keeps the last block and fragment block it
+    // decompressed, so small reads don't decompress a block twice.
     const Extent& x = extents_[ext_];
     const auto len = static_cast<sqfs_u32>(std::min<sqfs_u64>({n, x.length - ext_pos_, max_read}));
     const sqfs_s32 r = sqfs_data_reader_read(data_.get(), cur_.get(), x.offset + ext_pos_, buf, len);

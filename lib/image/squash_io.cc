@@ -66,6 +66,9 @@ int read_at(sqfs_file_t* file, sqfs_u64 offset, void* buffer, size_t size) {
     return 0;
 }
 
+// The block writer appends, the superblock is rewritten at offset 0 at the
+// end, and deduplication truncates a just-written copy away again; the size
+// is tracked here rather than asked of the kernel on every append.
 int write_at(sqfs_file_t* file, sqfs_u64 offset, const void* buffer, size_t size) {
     FdFile* f = self(file);
     if (!f->writable)
