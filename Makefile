@@ -114,12 +114,20 @@ $(UNIT_BIN): $(UNIT_OBJS) $(UNIT_BINOBJS) $(call lib_a,run registry image storag
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
 	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
 
+# ---- benchmark programs: test/bench/NAME.cc becomes $(B)/test/bench/NAME ----
+BENCH_SRCS := $(sort $(wildcard test/bench/*.cc))
+BENCH_BINS := $(patsubst test/bench/%.cc,$(B)/test/bench/%,$(BENCH_SRCS))
+.PRECIOUS: $(B)/test/bench/%.o
+$(B)/test/bench/%: $(B)/test/bench/%.o $(call lib_a,image storage util)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) -lpthread
+
 # ---- goals -----------------------------------------------------------------
-.PHONY: all tools image unit demo check check-full bench install lint clean distclean deps san
-all: tools image unit
+.PHONY: all tools image unit bench-tools demo check check-full bench install lint clean distclean deps san
+all: tools image unit bench-tools
 tools: $(TOOL_BINS)
 image: $(IMAGE)/.built
 unit: $(UNIT_BIN)
+bench-tools: $(BENCH_BINS)
 san:
 	$(MAKE) SAN=1 tools unit
 

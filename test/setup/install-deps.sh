@@ -12,8 +12,8 @@ declare -A pkgs=(
            libcurl4-openssl-dev doctest-dev nlohmann-json3-dev libssl-dev libsquashfs-dev
            libsquashfuse-dev libfuse3-dev busybox-static
            zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev"
-  [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools fuse3 binutils
-          shellcheck python3 libcap2-bin"
+  [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3
+          binutils shellcheck python3 libcap2-bin"
   [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time"
 )
 
