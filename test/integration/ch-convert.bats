@@ -188,6 +188,121 @@ roundtrip() {
     [[ -d $BATS_TEST_TMPDIR/other/img/other-image/bin ]]
 }
 
+@test 'ch-convert: round trip dir -> squash -> dir' {
+    roundtrip out.sqfs
+    [[ $(head -c4 out.sqfs) == hsqs ]]
+}
+
+@test 'ch-convert: round trip dir -> squash -> tar.zst -> squash, and ch-run runs it' {
+    make_input in
+    run ch-convert ./in a.sqfs
+    assert_status 0
+    run ch-convert a.sqfs b.tar.zst
+    assert_status 0
+    run ch-convert b.tar.zst c.squashfs
+    assert_status 0
+    run ch-convert c.squashfs ./out
+    assert_status 0
+    diff -u <(manifest in | owner_writable) <(manifest out)
+    [[ $(stat -c %i out/bin/hello) == "$(stat -c %i out/usr/hello-hardlink)" ]]
+    # Our SquashFS runs in ch-run (with the busybox image's /bin/sh).
+    run ch-convert "$ch_busybox" bb.sqfs
+    assert_status 0
+    run ch-run bb.sqfs -- /bin/sh -c 'echo from squash'
+    assert_status 0
+    assert_line_is 0 'from squash'
+}
+
+@test 'ch-convert: squash output: same input gives the same bytes; unsquashfs reads it' {
+    make_input in
+    run ch-convert ./in one.sqfs
+    assert_status 0
+    run ch-convert ./in two.sqfs
+    assert_status 0
+    cmp one.sqfs two.sqfs
+    command -v unsquashfs > /dev/null || skip_env 'unsquashfs (squashfs-tools) not installed'
+    unsquashfs -no-progress -d viaunsquash one.sqfs > /dev/null
+    diff -u <(manifest in | owner_writable | cut -d'|' -f1-3) <(manifest viaunsquash | cut -d'|' -f1-3)
+    cmp in/sparse viaunsquash/sparse
+}
+
+@test 'ch-convert: a >4 GiB sparse file survives squash and back, holes kept' {
+    mkdir in
+    truncate -s 5G in/huge
+    printf 'start' | dd of=in/huge conv=notrunc status=none
+    printf 'end' | dd of=in/huge bs=1 seek=$((5 * 1024 * 1024 * 1024 - 3)) conv=notrunc status=none
+    run ch-convert ./in huge.sqfs
+    assert_status 0
+    (($(stat -c %s huge.sqfs) < 1024 * 1024))
+    run ch-convert huge.sqfs ./out
+    assert_status 0
+    [[ $(stat -c %s out/huge) -eq $((5 * 1024 * 1024 * 1024)) ]]
+    (($(stat -c %b out/huge) * 512 < 1024 * 1024))
+    [[ $(head -c5 out/huge) == start ]]
+    [[ $(tail -c3 out/huge) == end ]]
+}
+
+@test 'ch-convert: user.* xattrs survive squash' {
+    command -v setfattr > /dev/null || skip_env 'setfattr (package attr) not installed'
+    make_input in
+    setfattr -n user.color -v blue in/etc/private 2> /dev/null || skip_env "no user xattrs on $PWD"
+    run ch-convert ./in x.sqfs
+    assert_status 0
+    run ch-convert x.sqfs ./out
+    assert_status 0
+    [[ $(getfattr --only-values -n user.color out/etc/private) == blue ]]
+}
+
+@test 'ch-convert: hostile input into squash leaves nothing' {
+    run ch-convert "$hostile/dotdot.tar" out.sqfs
+    assert_status 31
+    assert_output_has "entry 'a/../../ch-convert-escape': path leaves the image"
+    check_clean out.sqfs
+}
+
+@test 'ch-convert: a truncated or corrupted SquashFS input exits 84 and leaves nothing' {
+    make_input in
+    run ch-convert ./in good.sqfs
+    assert_status 0
+    head -c $(($(stat -c %s good.sqfs) / 2)) good.sqfs > trunc.sqfs
+    run ch-convert trunc.sqfs ./out
+    assert_status 84
+    assert_output_has "can't read trunc.sqfs"
+    assert_output_has 'truncated'
+    check_clean out
+    cp good.sqfs corrupt.sqfs
+    # Overwrite the metadata tables at the end of the used bytes (after them
+    # comes only padding) with garbage.
+    local used
+    used=$(od -An -t u8 -j 40 -N 8 good.sqfs | tr -d ' ')
+    # (0xff, not random bytes: every pointer in there then points past the end.)
+    head -c 250 /dev/zero | tr '\0' '\377' \
+        | dd of=corrupt.sqfs bs=1 seek=$((used - 250)) conv=notrunc status=none
+    run ch-convert corrupt.sqfs ./out2
+    echo "$output"
+    assert_status 84
+    assert_output_has "can't read corrupt.sqfs"
+    check_clean out2
+}
+
+@test 'ch-convert: a killed conversion to squash leaves nothing and is swept' {
+    mkdir in
+    head -c 200M /dev/urandom > in/big
+    "$ch_bin/ch-convert" ./in out.sqfs &
+    pid=$!
+    for _ in $(seq 100); do
+        compgen -G '.out.sqfs.ch-staging.*' > /dev/null && break
+        sleep 0.1
+    done
+    kill -KILL "$pid"
+    wait "$pid" || true
+    [[ ! -e out.sqfs ]]
+    rm in/big
+    run ch-convert ./in out.sqfs
+    assert_status 0
+    [[ -z $(compgen -G '.out.sqfs.ch-staging.*') ]]
+}
+
 @test 'ch-convert: tar output is readable by GNU tar, with owners 0' {
     make_input in
     run ch-convert ./in out.tar.gz
