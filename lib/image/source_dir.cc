@@ -17,38 +17,11 @@
 #include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
+#include "util/tree.hh"
 
 namespace ch::image {
 
 namespace {
-
-std::vector<std::string> list_dir(int dirfd, const std::string& shown) {
-    // fdopendir takes over its descriptor, so give it a fresh one.
-    const int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        throw_errno("can't open ", shown);
-    DIR* d = ::fdopendir(fd);
-    if (d == nullptr) {
-        ::close(fd);
-        throw_errno("can't read ", shown);
-    }
-    std::vector<std::string> names;
-    errno = 0;
-    while (const struct dirent* de = ::readdir(d)) {
-        const std::string_view n = de->d_name;
-        if (n != "." && n != "..")
-            names.emplace_back(n);
-        errno = 0;
-    }
-    const int err = errno;
-    ::closedir(d);
-    if (err != 0) {
-        errno = err;
-        throw_errno("can't read ", shown);
-    }
-    std::sort(names.begin(), names.end()); // bytewise: the same order everywhere
-    return names;
-}
 
 // user.* attributes of an open file or directory. Filesystems without
 // xattrs simply have none.

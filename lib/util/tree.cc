@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -16,10 +17,8 @@
 
 namespace ch {
 
-namespace {
-
-void empty_dir(int dirfd, const std::string& shown) {
-    // A descriptor from O_DIRECTORY is consumed by fdopendir.
+std::vector<std::string> list_dir(int dirfd, const std::string& shown) {
+    // fdopendir takes over its descriptor, so give it a fresh one.
     const int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         throw_errno("can't open ", shown);
@@ -28,13 +27,13 @@ void empty_dir(int dirfd, const std::string& shown) {
         ::close(fd);
         throw_errno("can't read ", shown);
     }
-    std::vector<std::pair<std::string, bool>> names;
+    std::vector<std::string> names;
     errno = 0;
     while (const struct dirent* de = ::readdir(d)) {
-        const std::string n = de->d_name;
-        if (n == "." || n == "..")
-            continue;
-        names.emplace_back(n, de->d_type == DT_DIR);
+        const std::string_view n = de->d_name;
+        if (n != "." && n != "..")
+            names.emplace_back(n);
+        errno = 0;
     }
     const int err = errno;
     ::closedir(d);
@@ -42,10 +41,15 @@ void empty_dir(int dirfd, const std::string& shown) {
         errno = err;
         throw_errno("can't read ", shown);
     }
-    for (const auto& [name, is_dir_hint] : names) {
-        (void)is_dir_hint;
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+namespace {
+
+void empty_dir(int dirfd, const std::string& shown) {
+    for (const auto& name : list_dir(dirfd, shown))
         remove_tree_at(dirfd, name);
-    }
 }
 
 } // namespace

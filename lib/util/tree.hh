@@ -4,8 +4,14 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace ch {
+
+// The names in the directory open at dirfd (without "." and ".."), sorted
+// bytewise so that every walk sees the same order. shown names it in errors.
+std::vector<std::string> list_dir(int dirfd, const std::string& shown);
 
 // Remove path and everything under it; a missing path is not an error.
 // Throws SysError naming the entry that could not be removed.
