@@ -93,7 +93,9 @@ run_pass() { # run_pass USER
     bench_fmt '  %-26s %8s %8s %8s %9s\n' "wall time, ms" median p10 p90 "cpu med."
     row "$out" ours "ours"
     row "$out" charliecloud "charliecloud $peer_version"
-    bench_fmt '  peak RSS (ru_maxrss): ours %s KiB, charliecloud %s KiB\n' "$rss_ours" "$rss_peer"
+    bench_fmt '  peak RSS of the process started (ru_maxrss): ours %s KiB, charliecloud %s KiB\n' \
+        "$rss_ours" "$rss_peer"
+    echo "  (Charliecloud's ch-run serves FUSE itself; ours' server is another process, in cpu but not RSS)"
     read -r -a ratio < <(bench_paired "$out" ours charliecloud wall ratio | bench_quantiles)
     ratio_cpu=$(bench_paired "$out" ours charliecloud cpu ratio | bench_median)
     v=$(bench_verdict "${ratio[0]}" "$goal_ratio")
