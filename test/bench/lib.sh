@@ -28,10 +28,15 @@ bench_note() { echo "  note: $*"; }
 # ---- work area and fixtures ---------------------------------------------------
 
 # bench_init: create the work area (once per run: a benchmark started by
-# run.sh inherits it) and compile timeit into it. The area is on tmpfs, so
-# fixtures cost no disk I/O and vanish on reboot at worst; it is world-readable
-# so the unprivileged pass can reach what is staged there.
+# run.sh inherits it) and compile timeit and mkfiles into it. The area is on
+# tmpfs, so fixtures cost no disk I/O and vanish on reboot at worst; it is
+# world-readable so the unprivileged pass can reach what is staged there.
+# Every process that calls it gets the EXIT trap that runs bench_at_exit's
+# actions; only the one that created the area removes it.
 bench_init() {
+    trap bench_exit EXIT
+    trap 'exit 130' INT   # exit through the EXIT trap on ^C or kill too
+    trap 'exit 143' TERM
     if [[ -n ${CH_BENCH_DIR:-} && -d $CH_BENCH_DIR ]]; then
         return 0
     fi
@@ -43,18 +48,37 @@ bench_init() {
     CH_BENCH_DIR=$(mktemp -d "$base/ch-bench.XXXXXX") || bench_die "can't create a work area in $base"
     chmod 0755 "$CH_BENCH_DIR"
     export CH_BENCH_DIR
-    trap bench_cleanup EXIT
-    trap 'exit 130' INT   # exit through the EXIT trap on ^C or kill too
-    trap 'exit 143' TERM
+    bench_at_exit bench_cleanup
     mkdir -p "$CH_BENCH_DIR/bin"
-    CH_BENCH_TIMEIT=$CH_BENCH_DIR/bin/timeit
+    CH_BENCH_TIMEIT=$(bench_compile timeit)
     export CH_BENCH_TIMEIT
-    "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$CH_BENCH_TIMEIT" "$bench_top/test/bench/timeit.c" \
-        || bench_die "can't compile test/bench/timeit.c (is a C compiler installed?)"
-    chmod 0755 "$CH_BENCH_TIMEIT"
 }
 
-# bench_cleanup: remove the work area. Set as the EXIT trap by whoever called
+# bench_compile NAME: compile test/bench/NAME.c into the work area's bin
+# (once per run) and print the program's path.
+bench_compile() {
+    local out=$CH_BENCH_DIR/bin/$1
+    if [[ ! -x $out ]]; then
+        "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$out" "$bench_top/test/bench/$1.c" \
+            || bench_die "can't compile test/bench/$1.c (is a C compiler installed?)"
+        chmod 0755 "$out"
+    fi
+    echo "$out"
+}
+
+# bench_at_exit CMD: run CMD (a shell command) when this process exits,
+# however it exits, after the actions registered before it.
+bench_exit_actions=()
+bench_at_exit() { bench_exit_actions+=("$1"); }
+
+bench_exit() {
+    local action
+    for action in "${bench_exit_actions[@]}"; do
+        eval "$action" || true
+    done
+}
+
+# bench_cleanup: remove the work area. Registered by whoever called
 # bench_init first, so fixtures are removed however the run ends.
 bench_cleanup() {
     if [[ -n ${CH_BENCH_DIR:-} && -d $CH_BENCH_DIR ]]; then
@@ -71,6 +95,19 @@ bench_stage() {
     cp -a "$src" "$dst" || bench_die "can't stage $src"
     chmod -R a+rX "$dst"
     echo "$dst"
+}
+
+# bench_fuse_open: as root, make /dev/fuse usable by everyone (0666, as
+# Debian's udev rules make it) until this process exits, when its mode is
+# restored; SquashFS images need it. Prints a line if it changed anything.
+bench_fuse_open() {
+    local mode
+    [[ $(id -u) -eq 0 ]] || return 0
+    mode=$(stat -c %a /dev/fuse 2>/dev/null) || bench_die "no /dev/fuse (modprobe fuse?)"
+    [[ $mode != 666 ]] || return 0
+    bench_at_exit "chmod $mode /dev/fuse && echo '  restored /dev/fuse to mode $mode'"
+    chmod 0666 /dev/fuse || bench_die "can't chmod /dev/fuse"
+    echo "  set /dev/fuse to mode 0666 for this benchmark (was $mode)"
 }
 
 # ---- who runs the commands ------------------------------------------------------
@@ -107,12 +144,25 @@ bench_as() {
 
 # ---- measuring ---------------------------------------------------------------------
 
-# bench_timeit USER OUT -- NAME CMD... [:: NAME CMD...]...: run the commands
-# round-robin (CH_BENCH_WARMUP + CH_BENCH_ROUNDS rounds) as USER, writing
-# timeit's samples (NAME ROUND WALL_NS UTIME_US STIME_US MAXRSS_KB) to OUT.
+# bench_timeit USER OUT [-r ROUNDS] [-w WARMUP] [-b SHELL-CMD] -- NAME CMD...
+# [:: NAME CMD...]...: run the commands round-robin (WARMUP + ROUNDS rounds;
+# default CH_BENCH_WARMUP and CH_BENCH_ROUNDS) as USER, writing timeit's
+# samples (NAME ROUND WALL_NS UTIME_US STIME_US MAXRSS_KB) to OUT. With -b,
+# SHELL-CMD runs untimed before every run (e.g. to remove the last output).
 bench_timeit() {
-    local user=$1 out=$2; shift 3
-    bench_as "$user" "$CH_BENCH_TIMEIT" "$CH_BENCH_ROUNDS" "$CH_BENCH_WARMUP" -- "$@" >"$out"
+    local user=$1 out=$2 rounds=$CH_BENCH_ROUNDS warmup=$CH_BENCH_WARMUP before=()
+    shift 2
+    while [[ $1 != -- ]]; do
+        case $1 in
+            -r) rounds=$2 ;;
+            -w) warmup=$2 ;;
+            -b) before=(-b "$2") ;;
+            *) bench_die "bench_timeit: bad option $1" ;;
+        esac
+        shift 2
+    done
+    shift
+    bench_as "$user" "$CH_BENCH_TIMEIT" "$rounds" "$warmup" "${before[@]}" -- "$@" >"$out"
 }
 
 # bench_values FILE NAME MEASURE: one value a line, in round order, for the
@@ -153,6 +203,9 @@ bench_quantiles() {
         }'
 }
 
+# bench_min: read numbers on stdin; print the smallest (best-of).
+bench_min() { sort -g | head -n 1; }
+
 # bench_median: read numbers on stdin; print the median.
 bench_median() { bench_quantiles | cut -d' ' -f1; }
 
@@ -179,6 +232,11 @@ bench_header() { printf '\n==== %s ====\n' "$*"; }
 # bench_verdict VALUE LIMIT: PASS if VALUE <= LIMIT, else MISS.
 bench_verdict() {
     awk -v v="$1" -v l="$2" 'BEGIN { print (v <= l ? "PASS" : "MISS") }'
+}
+
+# bench_div A B: A / B (a float), or nan if B is 0 or either is missing.
+bench_div() {
+    awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "nan"; else printf "%.6g\n", a / b }'
 }
 
 # bench_fmt FORMAT ARG...: printf in the C locale, so "%.3f" reads and

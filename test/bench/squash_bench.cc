@@ -1,5 +1,6 @@
 // squash_bench.cc: benchmark and debugging aid for the SquashFS sink and
-// source (test-only: lib/ has the real directory source).
+// source (test-only: lib/ has the real directory source). test/bench/
+// squashfs.sh uses it to write with the compressors ch-convert can't select.
 //
 //   squash-bench [-v] [--comp NAME] [--block N] [--threads N] [--verify] DIR OUT.sqfs
 //       write DIR as OUT.sqfs through the SquashFS sink; with --verify, read

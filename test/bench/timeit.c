@@ -1,7 +1,7 @@
 /* timeit.c: run several commands round-robin and time every run, for
  * test/bench. Compiled by lib.sh at bench time; not installed.
  *
- *   timeit ROUNDS WARMUP -- NAME CMD [ARG...] [:: NAME CMD [ARG...]]...
+ *   timeit ROUNDS WARMUP [-b SHELL-CMD] -- NAME CMD [ARG...] [:: NAME CMD [ARG...]]...
  *
  * Runs WARMUP rounds, then ROUNDS rounds, each round starting every command
  * once in the order given (A B C A B C ...), so drift in the machine's load
@@ -9,6 +9,19 @@
  * before posix_spawn to just after wait4 returns; the spawn overhead is the
  * same for every command and cancels in differences. The children's stdout
  * and stderr go to /dev/null; stdin is /dev/null too.
+ *
+ * With -b, `/bin/sh -c SHELL-CMD` runs before every run, untimed, and must
+ * exit 0: for example to remove what the previous run wrote.
+ *
+ * timeit is a child subreaper (PR_SET_CHILD_SUBREAPER): a process that a run
+ * leaves behind, such as a FUSE server that double-forked to be nobody's
+ * child, becomes timeit's when its parent exits. After each run timeit reaps
+ * them all before the next run starts (giving up after 10 s), so one run's
+ * teardown never overlaps the next, and its CPU time counts: UTIME and STIME
+ * are those of every process of the run (getrusage RUSAGE_CHILDREN before
+ * and after), not only the command's. The wall time still ends when the
+ * command exits, and MAXRSS is the command's own (wait4's, what
+ * /usr/bin/time -f %M prints).
  *
  * Prints one line per measured run (warm-up runs are not printed):
  *   NAME ROUND WALL_NS UTIME_US STIME_US MAXRSS_KB
@@ -22,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -60,11 +74,34 @@ static void describe_status(int status, char *buf, size_t len) {
         snprintf(buf, len, "wait status %#x", (unsigned)status);
 }
 
+static long usec(struct timeval tv) { return (long)tv.tv_sec * 1000000L + (long)tv.tv_usec; }
+
+/* Reap whatever processes the last run left to us, waiting up to 10 s. */
+static void reap_leftovers(const char *name) {
+    const long long give_up = now_ns() + 10000000000LL;
+    while (1) {
+        const pid_t p = waitpid(-1, NULL, WNOHANG);
+        if (p > 0)
+            continue;
+        if (p < 0 && errno == EINTR)
+            continue;
+        if (p < 0) /* ECHILD: none left */
+            return;
+        if (now_ns() > give_up) {
+            fprintf(stderr, "timeit: processes left by %s still run after 10 s; not waiting\n", name);
+            return;
+        }
+        const struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
 /* Run one command to completion; print its line if round >= 0. */
 static int run_one(const struct command *c, long round, const posix_spawn_file_actions_t *fa) {
     pid_t pid;
     int status = 0;
-    struct rusage ru;
+    struct rusage ru, before, after;
+    getrusage(RUSAGE_CHILDREN, &before);
     const long long t0 = now_ns();
     const int err = posix_spawnp(&pid, c->argv[0], fa, NULL, c->argv, environ);
     if (err != 0) {
@@ -78,6 +115,8 @@ static int run_one(const struct command *c, long round, const posix_spawn_file_a
         }
     }
     const long long t1 = now_ns();
+    reap_leftovers(c->name);
+    getrusage(RUSAGE_CHILDREN, &after);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char what[64];
         describe_status(status, what, sizeof what);
@@ -86,24 +125,31 @@ static int run_one(const struct command *c, long round, const posix_spawn_file_a
     }
     if (round >= 0)
         printf("%s\t%ld\t%lld\t%ld\t%ld\t%ld\n", c->name, round, t1 - t0,
-               (long)ru.ru_utime.tv_sec * 1000000L + (long)ru.ru_utime.tv_usec,
-               (long)ru.ru_stime.tv_sec * 1000000L + (long)ru.ru_stime.tv_usec, ru.ru_maxrss);
+               usec(after.ru_utime) - usec(before.ru_utime), usec(after.ru_stime) - usec(before.ru_stime),
+               ru.ru_maxrss);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 6 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "usage: timeit ROUNDS WARMUP -- NAME CMD [ARG...] [:: NAME CMD [ARG...]]...\n");
+    int first = 3; /* index of "--" */
+    char *before[] = {"/bin/sh", "-c", NULL, NULL};
+    if (argc > 5 && strcmp(argv[3], "-b") == 0) {
+        before[2] = argv[4];
+        first = 5;
+    }
+    if (argc < first + 3 || strcmp(argv[first], "--") != 0) {
+        fprintf(stderr, "usage: timeit ROUNDS WARMUP [-b SHELL-CMD] -- NAME CMD [ARG...] [:: NAME CMD [ARG...]]...\n");
         return 2;
     }
     const long rounds = parse_count(argv[1], "round count");
     const long warmup = parse_count(argv[2], "warm-up count");
+    const struct command prep = {"-b", before};
 
     /* Split the rest at "::" in place: each separator becomes a NULL that
      * ends the previous command's argv. */
     struct command cmds[16];
     int ncmd = 0;
-    for (int i = 4; i < argc;) {
+    for (int i = first + 1; i < argc;) {
         if (ncmd == 16 || i + 1 >= argc || strcmp(argv[i + 1], "::") == 0) {
             fprintf(stderr, "timeit: each command needs a NAME and a CMD (at most 16)\n");
             return 2;
@@ -119,6 +165,10 @@ int main(int argc, char **argv) {
         i = j + 1;
     }
 
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+        perror("timeit: can't become a child subreaper");
+        return 2;
+    }
     posix_spawn_file_actions_t fa;
     if (posix_spawn_file_actions_init(&fa) != 0 ||
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) != 0 ||
@@ -129,7 +179,8 @@ int main(int argc, char **argv) {
     }
     for (long r = -warmup; r < rounds; r++)
         for (int k = 0; k < ncmd; k++)
-            if (run_one(&cmds[k], r < 0 ? -1 : r, &fa) != 0)
+            if ((before[2] != NULL && run_one(&prep, -1, &fa) != 0) ||
+                run_one(&cmds[k], r < 0 ? -1 : r, &fa) != 0)
                 return 1;
     if (fflush(stdout) != 0) {
         perror("timeit: can't write results");

@@ -14,7 +14,7 @@ declare -A pkgs=(
            zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev"
   [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3
           binutils shellcheck python3 libcap2-bin"
-  [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time"
+  [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time debootstrap"
 )
 
 want=()
