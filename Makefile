@@ -83,6 +83,11 @@ CLI_OBJS := $(B)/bin/cli.o
 ch-run_BINOBJS  := $(B)/bin/run_cli.o
 ch-run_LIBS     := $(call lib_a,run image storage util)
 ch-run_SYSLIBS  := $(SQUASHFUSE_RUN_LIBS)
+# A static PIE when configure found every archive; never under sanitizers,
+# which need the dynamic loader. -pie and g++'s -static-libstdc++ (which ends
+# in -Bdynamic) would each turn the link back into a dynamic one.
+ch-run_LDFLAGS  := $(if $(SAN),,$(RUN_LDFLAGS))
+ch-run_LDFLAGS_OUT := $(if $(ch-run_LDFLAGS),-pie -static-libstdc++)
 ch-checkns_LIBS := $(call lib_a,run image storage util)
 ch-checkns_SYSLIBS := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
 ch-convert_LIBS := $(call lib_a,image storage util)
@@ -92,7 +97,7 @@ ch-convert_SYSLIBS := $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(SQUASHFUSE_LIB
 define tool_rules
 $(BINDIR)/$(1): $(B)/bin/$(1).o $(CLI_OBJS) $$($(1)_BINOBJS) $$($(1)_LIBS) config.mk
 	@mkdir -p $$(@D)
-	$$(CXX) $$(CXXFLAGS) $$(LDFLAGS) -o $$@ $$(filter-out config.mk,$$^) $$($(1)_SYSLIBS)
+	$$(CXX) $$(CXXFLAGS) $$(filter-out $$($(1)_LDFLAGS_OUT),$$(LDFLAGS)) $$($(1)_LDFLAGS) -o $$@ $$(filter-out config.mk,$$^) $$($(1)_SYSLIBS)
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
 TOOL_BINS := $(addprefix $(BINDIR)/,$(TOOLS))

@@ -1,8 +1,11 @@
 #!/bin/bash
 # link-deps.sh: ch-run starts once per MPI rank, so it must not pay for
 # libcurl or libarchive (STYLE.md: each adds milliseconds to every start).
+# ch-run is usually a static PIE (configure.ac), so look both at the shared
+# libraries it needs and at the functions linked into it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+[[ -x bin/ch-run ]] || { echo "link-deps: bin/ch-run not built" >&2; exit 1; }
 status=0
 for tool in bin/ch-run build-san/bin/ch-run; do
     [[ -x $tool ]] || continue
@@ -11,6 +14,10 @@ for tool in bin/ch-run build-san/bin/ch-run; do
         echo "link-deps: $tool links a library it must not: $(grep -iE 'libcurl|libarchive' <<<"$needed" | tr '\n' ' ')" >&2
         status=1
     fi
+    linked=$(nm --defined-only --extern-only "$tool" | awk '$3 ~ /^(curl_|archive_)/ {print $3}' | head -5)
+    if [[ -n $linked ]]; then
+        echo "link-deps: $tool has libcurl or libarchive linked in: $(tr '\n' ' ' <<<"$linked")" >&2
+        status=1
+    fi
 done
-[[ -x bin/ch-run ]] || { echo "link-deps: bin/ch-run not built" >&2; exit 1; }
 exit $status
