@@ -189,6 +189,20 @@ int get_inode(sqfs* fs, const Server& s, fuse_ino_t node, sqfs_inode& out) {
     return sqfs_inode_get(fs, &out, inode_of_node(node, s.root_id)) == SQFS_OK ? 0 : EIO;
 }
 
+// Most requests name one node: runs fn(server, fs, inode) with a reader from
+// the pool held for the whole call, replying with fn's error if it has one.
+template <typename Fn>
+void with_inode(fuse_req_t req, fuse_ino_t node, Fn&& fn) noexcept {
+    guarded(req, [&] {
+        Server& s = server_of(req);
+        Lease l(s.pool);
+        sqfs_inode in;
+        if (const int err = get_inode(l.fs(), s, node, in))
+            return err;
+        return fn(s, l.fs(), in);
+    });
+}
+
 // Owners are the container user: with a one-line id map the image's own ids
 // (often 0) would show up as nobody, and the files are the user's anyway.
 struct stat stat_of(const Server& s, const sqfs_inode& in) {
@@ -258,22 +272,19 @@ void op_init(void*, fuse_conn_info* conn) {
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-    guarded(req, [&] {
-        Server& s = server_of(req);
-        const std::size_t len = std::strlen(name);
-        if (len > SQUASHFS_NAME_LEN)
-            return ENAMETOOLONG;
-        Lease l(s.pool);
-        sqfs_inode dir;
-        if (const int err = get_inode(l.fs(), s, parent, dir))
-            return err;
+    const std::size_t len = std::strlen(name);
+    if (len > SQUASHFS_NAME_LEN) {
+        fuse_reply_err(req, ENAMETOOLONG);
+        return;
+    }
+    with_inode(req, parent, [&](Server& s, sqfs* fs, sqfs_inode& dir) {
         if (!S_ISDIR(dir.base.mode))
             return ENOTDIR;
         sqfs_name namebuf;
         sqfs_dir_entry entry;
         sqfs_dentry_init(&entry, namebuf);
         bool found = false;
-        if (sqfs_dir_lookup(l.fs(), &dir, name, len, &entry, &found) != SQFS_OK)
+        if (sqfs_dir_lookup(fs, &dir, name, len, &entry, &found) != SQFS_OK)
             return EIO;
         if (!found) {
             // A negative entry with a timeout: the kernel remembers that the
@@ -285,7 +296,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
         }
         const sqfs_inode_id id = sqfs_dentry_inode(&entry);
         sqfs_inode child;
-        if (sqfs_inode_get(l.fs(), &child, id) != SQFS_OK)
+        if (sqfs_inode_get(fs, &child, id) != SQFS_OK)
             return EIO;
         const fuse_entry_param e = entry_of(s, id, child);
         fuse_reply_entry(req, &e);
@@ -298,12 +309,7 @@ void op_forget(fuse_req_t req, fuse_ino_t, std::uint64_t) { fuse_reply_none(req)
 void op_forget_multi(fuse_req_t req, std::size_t, fuse_forget_data*) { fuse_reply_none(req); }
 
 void op_getattr(fuse_req_t req, fuse_ino_t node, fuse_file_info*) {
-    guarded(req, [&] {
-        Server& s = server_of(req);
-        Lease l(s.pool);
-        sqfs_inode in;
-        if (const int err = get_inode(l.fs(), s, node, in))
-            return err;
+    with_inode(req, node, [&](Server& s, sqfs*, sqfs_inode& in) {
         const struct stat st = stat_of(s, in);
         fuse_reply_attr(req, &st, cache_timeout_s);
         return 0;
@@ -311,15 +317,10 @@ void op_getattr(fuse_req_t req, fuse_ino_t node, fuse_file_info*) {
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t node) {
-    guarded(req, [&] {
-        Server& s = server_of(req);
-        Lease l(s.pool);
-        sqfs_inode in;
-        if (const int err = get_inode(l.fs(), s, node, in))
-            return err;
+    with_inode(req, node, [&](Server&, sqfs* fs, sqfs_inode& in) {
         if (!S_ISLNK(in.base.mode))
             return EINVAL;
-        const std::string target = read_link(l.fs(), in);
+        const std::string target = read_link(fs, in);
         if (target.empty())
             return EIO;
         fuse_reply_readlink(req, target.c_str());
@@ -521,16 +522,11 @@ int reply_sized(fuse_req_t req, std::size_t size, const std::string& data) {
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t node, const char* name, std::size_t size) {
-    guarded(req, [&] {
-        Server& s = server_of(req);
-        Lease l(s.pool);
-        sqfs_inode in;
-        if (const int err = get_inode(l.fs(), s, node, in))
-            return err;
+    with_inode(req, node, [&](Server&, sqfs* fs, sqfs_inode& in) {
         bool found = false;
         int value_err = 0;
         std::string value;
-        const int err = each_xattr(l.fs(), in, [&](const std::string& n, sqfs_xattr& x) {
+        const int err = each_xattr(fs, in, [&](const std::string& n, sqfs_xattr& x) {
             if (n != name)
                 return false;
             found = true;
@@ -557,14 +553,9 @@ void op_getxattr(fuse_req_t req, fuse_ino_t node, const char* name, std::size_t 
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t node, std::size_t size) {
-    guarded(req, [&] {
-        Server& s = server_of(req);
-        Lease l(s.pool);
-        sqfs_inode in;
-        if (const int err = get_inode(l.fs(), s, node, in))
-            return err;
+    with_inode(req, node, [&](Server&, sqfs* fs, sqfs_inode& in) {
         std::string list;
-        const int err = each_xattr(l.fs(), in, [&](const std::string& n, sqfs_xattr&) {
+        const int err = each_xattr(fs, in, [&](const std::string& n, sqfs_xattr&) {
             list.append(n).push_back('\0');
             return false;
         });

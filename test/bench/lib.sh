@@ -97,6 +97,29 @@ bench_stage() {
     echo "$dst"
 }
 
+# bench_ch_runs: the two ch-run binaries compared, from CH_BENCH_OURS (default
+# bin/ch-run) and CH_BENCH_PEER (default /usr/bin/ch-run). Sets ours_src,
+# peer, ours (ours staged where the unprivileged pass can run it) and
+# peer_version.
+# shellcheck disable=SC2034 # the benchmark scripts use what it sets
+bench_ch_runs() {
+    ours_src=${CH_BENCH_OURS:-$bench_top/bin/ch-run}
+    peer=${CH_BENCH_PEER:-/usr/bin/ch-run}
+    [[ -x $ours_src ]] || bench_die "$ours_src not found (run make first)"
+    [[ -x $peer ]] || bench_die "$peer not found (install charliecloud-runtime)"
+    ours=$(bench_stage "$ours_src" bin/ch-run)
+    peer_version=$(bench_as "$(id -un)" "$peer" --version 2>&1 | tail -n 1 || true)
+}
+
+# bench_row FILE NAME LABEL: one table row for NAME's results in FILE, wall
+# time median, p10 and p90, and CPU median.
+bench_row() {
+    local w c
+    read -r -a w < <(bench_values "$1" "$2" wall | bench_quantiles)
+    c=$(bench_values "$1" "$2" cpu | bench_median)
+    bench_fmt '  %-26s %8.3f %8.3f %8.3f %9.3f\n' "$3" "${w[0]}" "${w[1]}" "${w[2]}" "$c"
+}
+
 # bench_fuse_open: as root, make /dev/fuse usable by everyone (0666, as
 # Debian's udev rules make it) until this process exits, when its mode is
 # restored; SquashFS images need it. Prints a line if it changed anything.

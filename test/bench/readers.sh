@@ -35,14 +35,8 @@ readers=${CH_BENCH_READERS:-16}
 big_mib=${CH_BENCH_READERS_MIB:-256}
 big=/opt/bench/big.dat
 
-ours_src=${CH_BENCH_OURS:-$bench_top/bin/ch-run}
-peer=${CH_BENCH_PEER:-/usr/bin/ch-run}
-[[ -x $ours_src ]] || bench_die "$ours_src not found (run make first)"
-[[ -x $peer ]] || bench_die "$peer not found (install charliecloud-runtime)"
-
 bench_fixture
-ours=$(bench_stage "$ours_src" bin/ch-run)
-peer_version=$(bench_as "$(id -un)" "$peer" --version 2>&1 | tail -n 1 || true)
+bench_ch_runs
 
 # The image: the fixture (hard-linked, not copied) plus the big file.
 image=$fixture_dir/readers.sqfs

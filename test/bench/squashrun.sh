@@ -28,15 +28,9 @@ goal_ratio=0.50
 rounds=${CH_BENCH_SQUASHRUN_ROUNDS:-150}
 warmup=10
 
-ours_src=${CH_BENCH_OURS:-$bench_top/bin/ch-run}
-peer=${CH_BENCH_PEER:-/usr/bin/ch-run}
-[[ -x $ours_src ]] || bench_die "$ours_src not found (run make first)"
-[[ -x $peer ]] || bench_die "$peer not found (install charliecloud-runtime)"
-
 bench_fixture
-ours=$(bench_stage "$ours_src" bin/ch-run)
+bench_ch_runs
 image=$(bench_fixture_sqfs)
-peer_version=$(bench_as "$(id -un)" "$peer" --version 2>&1 | tail -n 1 || true)
 
 # check_tools USER MNT: both must run the image as USER, and see it as /.
 check_tools() {
@@ -57,13 +51,6 @@ check_tools() {
         root=$(bench_as "$user" "${cmd[@]}" /proc/self/mountinfo | awk '$5 == "/" { print $9 }')
         echo "  $name runs it: / is ${root:-?}"
     done
-}
-
-row() { # row FILE NAME LABEL
-    local w c
-    read -r -a w < <(bench_values "$1" "$2" wall | bench_quantiles)
-    c=$(bench_values "$1" "$2" cpu | bench_median)
-    bench_fmt '  %-26s %8.3f %8.3f %8.3f %9.3f\n' "$3" "${w[0]}" "${w[1]}" "${w[2]}" "$c"
 }
 
 run_pass() { # run_pass USER
@@ -91,8 +78,8 @@ run_pass() { # run_pass USER
     echo "  $rounds rounds after $warmup warm-up, interleaved;" \
          "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
     bench_fmt '  %-26s %8s %8s %8s %9s\n' "wall time, ms" median p10 p90 "cpu med."
-    row "$out" ours "ours"
-    row "$out" charliecloud "charliecloud $peer_version"
+    bench_row "$out" ours "ours"
+    bench_row "$out" charliecloud "charliecloud $peer_version"
     bench_fmt '  peak RSS of the process started (ru_maxrss): ours %s KiB, charliecloud %s KiB\n' \
         "$rss_ours" "$rss_peer"
     echo "  (Charliecloud's ch-run serves FUSE itself; ours' server is another process, in cpu but not RSS)"

@@ -18,20 +18,15 @@ bench_init
 goal_ratio=0.80
 goal_diff_ms=1.0
 
-ours_src=${CH_BENCH_OURS:-$bench_top/bin/ch-run}
-peer=${CH_BENCH_PEER:-/usr/bin/ch-run}
 image_src=${CH_BENCH_IMAGE:-$bench_top/build/img/busybox}
-[[ -x $ours_src ]] || bench_die "$ours_src not found (run make first)"
-[[ -x $peer ]] || bench_die "$peer not found (install charliecloud-runtime)"
 [[ -d $image_src ]] || bench_die "image $image_src not found (run make first)"
 [[ -x $image_src/bin/busybox && -L $image_src/bin/true ]] \
     || bench_die "$image_src has no /bin/true applet link"
 unshare_bin=$(command -v unshare) || bench_die "unshare not found (install util-linux)"
 
 # Stage the binary and the image where the unprivileged pass can read them.
-ours=$(bench_stage "$ours_src" bin/ch-run)
+bench_ch_runs
 image=$(bench_stage "$image_src" img/busybox)
-peer_version=$(bench_as "$(id -un)" "$peer" --version 2>&1 | tail -n 1 || true)
 [[ $peer_version == 0.31* ]] \
     || bench_note "$peer reports version '$peer_version', not 0.31: the goals were set against 0.31"
 
@@ -74,13 +69,6 @@ check_tools() { # check_tools USER
     fi
 }
 
-row() { # row FILE NAME LABEL
-    local w c
-    read -r -a w < <(bench_values "$1" "$2" wall | bench_quantiles)
-    c=$(bench_values "$1" "$2" cpu | bench_median)
-    bench_fmt '  %-26s %8.3f %8.3f %8.3f %9.3f\n' "$3" "${w[0]}" "${w[1]}" "${w[2]}" "$c"
-}
-
 run_pass() { # run_pass USER
     local user=$1 out ratio diff ratio_cpu diff_cpu rss_ours rss_peer v1 v2
     out=$CH_BENCH_DIR/startup.$user.tsv
@@ -104,10 +92,10 @@ run_pass() { # run_pass USER
     echo "  $CH_BENCH_ROUNDS rounds after $CH_BENCH_WARMUP warm-up, interleaved;" \
          "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
     bench_fmt '  %-26s %8s %8s %8s %9s\n' "wall time, ms" median p10 p90 "cpu med."
-    row "$out" ours "ours"
-    row "$out" charliecloud "charliecloud $peer_version"
-    row "$out" unshare "unshare -Ur /bin/true"
-    row "$out" true "/bin/true"
+    bench_row "$out" ours "ours"
+    bench_row "$out" charliecloud "charliecloud $peer_version"
+    bench_row "$out" unshare "unshare -Ur /bin/true"
+    bench_row "$out" true "/bin/true"
     bench_fmt '  peak RSS (/usr/bin/time): ours %s KiB, charliecloud %s KiB\n' "$rss_ours" "$rss_peer"
 
     # Per-round pairs: the ratio or difference of the two runs of one round.
