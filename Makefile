@@ -85,7 +85,8 @@ ch-run_LIBS     := $(call lib_a,run image storage util)
 ch-run_SYSLIBS  := $(SQUASHFUSE_RUN_LIBS)
 # A static PIE when configure found every archive; never under sanitizers,
 # which need the dynamic loader. -pie and g++'s -static-libstdc++ (which ends
-# in -Bdynamic) would each turn the link back into a dynamic one.
+# in -Bdynamic) would each turn the link back into a dynamic one. The link's
+# warning about dlopen in libfuse3 is expected: configure.ac says why.
 ch-run_LDFLAGS  := $(if $(SAN),,$(RUN_LDFLAGS))
 ch-run_LDFLAGS_OUT := $(if $(ch-run_LDFLAGS),-pie -static-libstdc++)
 ch-checkns_LIBS := $(call lib_a,run image storage util)

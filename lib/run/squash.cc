@@ -25,15 +25,26 @@ namespace {
 // The server's answer once it serves; anything else is its error message.
 constexpr std::string_view ready_word = "ready";
 
-void send_fd(int sock, int fd) {
+// One byte with room for one descriptor (SCM_RIGHTS), as sent and received.
+struct FdMessage {
     char byte = 'F';
     iovec iov{&byte, 1};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+
+    FdMessage() {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+    FdMessage(const FdMessage&) = delete; // msg points into the object
+    FdMessage& operator=(const FdMessage&) = delete;
+};
+
+void send_fd(int sock, int fd) {
+    FdMessage m;
+    msghdr& msg = m.msg;
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -46,14 +57,8 @@ void send_fd(int sock, int fd) {
 
 // Returns an empty Fd on end of file (the sender is gone).
 Fd receive_fd(int sock) {
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    FdMessage m;
+    msghdr& msg = m.msg;
     ssize_t n = 0;
     while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0)
         if (errno != EINTR)
