@@ -6,7 +6,8 @@
 // index), so no two threads may share one. Each request borrows a whole
 // instance from a pool (sqfs_init on the same read-only descriptor; all reads
 // are pread), and node ids are computed, not looked up (node_of_inode), so
-// the instances share nothing but that descriptor.
+// the instances share nothing but that descriptor and the data-block cache
+// (BlockCache), which is ours, behind its own lock.
 //
 // FUSE callbacks are C: nothing may throw through them. guarded() turns an
 // exception into an error reply, and every operation replies exactly once,
@@ -34,6 +35,9 @@ extern "C" {
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <list>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <ranges>
@@ -57,29 +61,89 @@ constexpr std::size_t max_symlink = 65536;
 constexpr std::size_t max_xattr_value = 65536; // XATTR_SIZE_MAX
 constexpr int max_symlinks_followed = 40;      // the kernel's MAXSYMLINKS
 
-// libsquashfuse 0.1.105 caches one decompressed data block per instance.
-// The kernel's read-around for page faults (exec, mmap) asks for 128 KiB
-// windows that rarely line up with SquashFS blocks, so each request would
-// decompress two blocks, and the neighbour's request the same two again.
-// Up to 1 MiB of data blocks per instance (at least 1) is enough for a
-// binary's scattered faults; also more metadata blocks (8 KiB each) for
-// big directories and more fragment blocks for small files.
-// Replaces a cache by a bigger one; the old one stays if that fails.
-void widen(sqfs_cache& cache, std::size_t blocks) {
+// More metadata blocks (8 KiB each) per instance than libsquashfuse's
+// default, for big directories. File data does not go through the
+// instance's caches at all (BlockCache below).
+void widen_md_cache(sqfs* fs) {
     sqfs_cache bigger;
-    if (sqfs_block_cache_init(&bigger, blocks) != SQFS_OK)
-        return;
-    sqfs_cache_destroy(&cache);
-    cache = bigger;
+    if (sqfs_block_cache_init(&bigger, 32) != SQFS_OK)
+        return; // the old one stays
+    sqfs_cache_destroy(&fs->md_cache);
+    fs->md_cache = bigger;
 }
 
-void widen_caches(sqfs* fs) {
-    const std::size_t data_blocks =
-        std::max<std::size_t>(1, (std::size_t{1} << 20) / fs->sb.block_size);
-    widen(fs->data_cache, data_blocks);
-    widen(fs->frag_cache, std::max<std::size_t>(3, data_blocks));
-    widen(fs->md_cache, 32);
-}
+// Decompressed data and fragment blocks, shared by all threads. The kernel's
+// reads (128 KiB read-ahead windows, page faults of exec and mmap) rarely
+// line up with SquashFS blocks, so two requests served at once usually want
+// one block between them; with a cache per instance each thread inflated it
+// again (exec of busybox-static: 21 blocks inflated, 13 different). Here a
+// block is inflated once: a thread that wants a block another is inflating
+// waits for it (call_once), and the least recently used blocks go first.
+class BlockCache {
+public:
+    // A decompressed block; kept alive by whoever still copies from it.
+    struct Block {
+        std::once_flag once;
+        sqfs_block* data = nullptr; // null: not read, or unreadable
+
+        Block() = default;
+        Block(const Block&) = delete;
+        Block& operator=(const Block&) = delete;
+        ~Block() {
+            if (data != nullptr)
+                sqfs_block_dispose(data);
+        }
+    };
+
+    explicit BlockCache(std::size_t capacity)
+        : capacity_(std::max<std::size_t>(capacity, 2)) {}
+
+    // The block at disk position pos with SquashFS size header hdr, read with
+    // fs (this thread's instance); null if it can't be read.
+    std::shared_ptr<const Block> get(sqfs* fs, std::uint64_t pos, std::uint32_t hdr) {
+        const Key key{pos, hdr};
+        std::shared_ptr<Block> b;
+        {
+            const std::lock_guard<std::mutex> lock(mu_);
+            if (const auto it = slots_.find(key); it != slots_.end()) {
+                lru_.splice(lru_.begin(), lru_, it->second.age);
+                b = it->second.block;
+            } else {
+                b = std::make_shared<Block>();
+                lru_.push_front(key);
+                slots_.emplace(key, Slot{b, lru_.begin()});
+                if (slots_.size() > capacity_) {
+                    slots_.erase(lru_.back());
+                    lru_.pop_back();
+                }
+            }
+        }
+        std::call_once(b->once, [&] {
+            if (sqfs_data_block_read(fs, static_cast<sqfs_off_t>(pos), hdr, &b->data) != SQFS_OK)
+                b->data = nullptr;
+        });
+        if (b->data != nullptr)
+            return b;
+        // Unreadable: forget it, so that it is tried again next time.
+        const std::lock_guard<std::mutex> lock(mu_);
+        if (const auto it = slots_.find(key); it != slots_.end() && it->second.block == b) {
+            lru_.erase(it->second.age);
+            slots_.erase(it);
+        }
+        return nullptr;
+    }
+
+private:
+    using Key = std::pair<std::uint64_t, std::uint32_t>;
+    struct Slot {
+        std::shared_ptr<Block> block;
+        std::list<Key>::iterator age; // its place in lru_
+    };
+    std::size_t capacity_;
+    std::mutex mu_;
+    std::map<Key, Slot> slots_;
+    std::list<Key> lru_; // most recently used first
+};
 
 // One libsquashfuse instance with its caches, used by one thread at a time,
 // and a buffer for read and readdir replies.
@@ -120,7 +184,7 @@ public:
         if (sqfs_init(&in->fs, fd_, 0) != SQFS_OK)
             throw std::runtime_error("sqfs_init failed");
         in->live = true;
-        widen_caches(&in->fs);
+        widen_md_cache(&in->fs);
         return in;
     }
     void give(std::unique_ptr<Instance> in) noexcept {
@@ -159,6 +223,7 @@ private:
 
 struct Server {
     Pool pool;
+    BlockCache blocks;
     uid_t uid;
     gid_t gid;
     sqfs_inode_id root_id;
@@ -352,6 +417,64 @@ void op_open(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
     });
 }
 
+// Copies size bytes of regular file in, from off (off + size <= its size),
+// to out: full blocks and holes from the block list, the tail from its
+// fragment. Returns 0 or an errno. Every offset taken from the image is
+// checked against the block actually read, so a damaged or hostile image
+// gives EIO, never a read outside a buffer.
+int read_data(Server& s, sqfs* fs, sqfs_inode& in, std::uint64_t off, std::size_t size, char* out) {
+    const std::uint64_t file_size = in.xtra.reg.file_size;
+    const std::uint64_t bs = s.block_size;
+    sqfs_blocklist bl;
+    if (sqfs_blockidx_blocklist(fs, &in, &bl, static_cast<sqfs_off_t>(off)) != SQFS_OK)
+        return EIO;
+    std::size_t done = 0;
+    while (done < size) {
+        const std::uint64_t at = off + done;
+        std::uint64_t start = 0; // where this block's data starts in the file
+        std::size_t avail = 0;   // how many bytes of the file it holds
+        std::size_t base = 0;    // where the file's bytes start in the block
+        bool hole = false;       // a block of zeros, not stored
+        std::shared_ptr<const BlockCache::Block> block;
+        if (bl.remain == 0) { // the tail, packed in a fragment block
+            squashfs_fragment_entry frag;
+            if (in.xtra.reg.frag_idx == SQUASHFS_INVALID_FRAG ||
+                sqfs_frag_entry(fs, &frag, in.xtra.reg.frag_idx) != SQFS_OK)
+                return EIO;
+            start = file_size - file_size % bs;
+            avail = static_cast<std::size_t>(file_size % bs);
+            base = in.xtra.reg.frag_off;
+            block = s.blocks.get(fs, frag.start_block, frag.size);
+        } else {
+            if (sqfs_blocklist_next(&bl) != SQFS_OK)
+                return EIO;
+            if (bl.pos + bs <= at)
+                continue; // before off: the list starts at an index point before it
+            start = bl.pos;
+            avail = static_cast<std::size_t>(std::min(bs, file_size - bl.pos));
+            hole = bl.input_size == 0;
+            if (!hole)
+                block = s.blocks.get(fs, bl.block, bl.header);
+        }
+        if (at < start || at - start >= avail)
+            return EIO;
+        const std::size_t within = static_cast<std::size_t>(at - start);
+        const std::size_t take = std::min(avail - within, size - done);
+        if (block == nullptr && !hole)
+            return EIO; // unreadable: corrupt or truncated
+        if (hole) {
+            std::memset(out + done, 0, take); // a hole
+        } else {
+            const sqfs_block& b = *block->data;
+            if (base + within + take > b.size)
+                return EIO;
+            std::memcpy(out + done, static_cast<const char*>(b.data) + base + within, take);
+        }
+        done += take;
+    }
+    return 0;
+}
+
 void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
         Server& s = server_of(req);
@@ -363,12 +486,13 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_
             fuse_reply_buf(req, nullptr, 0);
             return 0;
         }
-        sqfs_off_t want = std::min<sqfs_off_t>(static_cast<sqfs_off_t>(size), file_size - off);
+        const auto want = static_cast<std::size_t>(
+            std::min<off_t>(static_cast<off_t>(size), file_size - off));
         Lease l(s.pool);
-        char* buf = l.scratch(static_cast<std::size_t>(want));
-        if (sqfs_read_range(l.fs(), &in, off, &want, buf) != SQFS_OK)
-            return EIO;
-        fuse_reply_buf(req, buf, static_cast<std::size_t>(want));
+        char* buf = l.scratch(want);
+        if (const int err = read_data(s, l.fs(), in, static_cast<std::uint64_t>(off), want, buf))
+            return err;
+        fuse_reply_buf(req, buf, want);
         return 0;
     });
 }
@@ -704,7 +828,7 @@ SquashFile SquashFile::open(const fs::path& path) {
     switch (sqfs_init(fs, impl->fd.get(), 0)) {
     case SQFS_OK:
         impl->in->live = true;
-        widen_caches(fs);
+        widen_md_cache(fs);
         break;
     case SQFS_BADCOMP: {
         const char* name = compression_name(sb.compression);
@@ -788,7 +912,9 @@ void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
     const unsigned threads = opts.max_threads != 0 ? opts.max_threads
                                                    : default_server_threads(affinity_cpus());
     const squashfs_super_block sb = impl.in->fs.sb;
+    // 8 MiB of decompressed blocks: a few binaries' worth of page faults.
     Server s{Pool(impl.fd.get(), std::move(impl.in), threads + 1),
+             BlockCache(std::max<std::size_t>(8, (std::size_t{8} << 20) / sb.block_size)),
              opts.uid,
              opts.gid,
              sb.root_inode,

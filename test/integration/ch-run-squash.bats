@@ -308,6 +308,24 @@ our_mounts() {
     [[ -z $(server_pids "$mnt") ]]
 }
 
+@test 'ch-run-squash: a damaged data block is an I/O error for that file only' {
+    local d=$BATS_TEST_TMPDIR/img c=$BATS_TEST_TMPDIR/baddata.sqfs
+    cp -a "$ch_busybox" "$d"
+    # /aaa sorts first, so its blocks come first after the 96-byte
+    # superblock: text, so they are compressed.
+    mkdir "$d/aaa"
+    head -c 200000 /dev/urandom | base64 > "$d/aaa/text"
+    run ch-convert -q "$d" "$c"
+    assert_status 0
+    head -c 4000 /dev/urandom | dd of="$c" bs=1000 seek=2 conv=notrunc status=none
+    run ch-run -m "$mnt" "$c" -- /bin/sh -c 'cat /aaa/text > /dev/null; echo "cat: $?"; /bin/true && echo alive'
+    assert_status 0
+    assert_output_has 'Input/output error'
+    assert_output_has 'cat: 1'
+    assert_output_has 'alive'
+    wait_until 10 no_server "$mnt"
+}
+
 @test 'ch-run-squash: /dev/fuse not usable by the user' {
     only_root
     id "${CH_TEST_USER:-chtest}" >/dev/null 2>&1 || skip_env "no test user"
