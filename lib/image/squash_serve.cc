@@ -7,7 +7,8 @@
 // instance from a pool (sqfs_init on the same read-only descriptor; all reads
 // are pread), and node ids are computed, not looked up (node_of_inode), so
 // the instances share nothing but that descriptor and the data-block cache
-// (BlockCache), which is ours, behind its own lock.
+// (BlockCache), which is ours, behind its own lock. A few more threads
+// (Prefetcher) inflate the blocks that reads will probably want next.
 //
 // FUSE callbacks are C: nothing may throw through them. guarded() turns an
 // exception into an error reply, and every operation replies exactly once,
@@ -33,6 +34,7 @@ extern "C" {
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <list>
@@ -42,6 +44,7 @@ extern "C" {
 #include <new>
 #include <ranges>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "image/image.hh"
@@ -72,19 +75,29 @@ void widen_md_cache(sqfs* fs) {
     fs->md_cache = bigger;
 }
 
+// Where a data or fragment block sits in the image: its position and its
+// SquashFS size header (which says whether it is compressed).
+struct BlockKey {
+    std::uint64_t pos = 0;
+    std::uint32_t hdr = 0;
+    auto operator<=>(const BlockKey&) const = default;
+};
+
 // Decompressed data and fragment blocks, shared by all threads. The kernel's
 // reads (128 KiB read-ahead windows, page faults of exec and mmap) rarely
 // line up with SquashFS blocks, so two requests served at once usually want
 // one block between them; with a cache per instance each thread inflated it
 // again (exec of busybox-static: 21 blocks inflated, 13 different). Here a
-// block is inflated once: a thread that wants a block another is inflating
-// waits for it (call_once), and the least recently used blocks go first.
+// block is inflated once: a thread that wants a block another thread is
+// inflating (a request's or the prefetcher's) waits for it, and the least
+// recently used blocks go first.
 class BlockCache {
 public:
-    // A decompressed block; kept alive by whoever still copies from it.
+    // A decompressed block; kept alive by whoever still replies from it.
     struct Block {
-        std::once_flag once;
-        sqfs_block* data = nullptr; // null: not read, or unreadable
+        enum class State { empty, loading, ready };
+        State state = State::empty; // guarded by the cache's lock
+        sqfs_block* data = nullptr; // set once ready; null if unreadable
 
         Block() = default;
         Block(const Block&) = delete;
@@ -98,51 +111,90 @@ public:
     explicit BlockCache(std::size_t capacity)
         : capacity_(std::max<std::size_t>(capacity, 2)) {}
 
-    // The block at disk position pos with SquashFS size header hdr, read with
-    // fs (this thread's instance); null if it can't be read.
-    std::shared_ptr<const Block> get(sqfs* fs, std::uint64_t pos, std::uint32_t hdr) {
-        const Key key{pos, hdr};
-        std::shared_ptr<Block> b;
-        {
-            const std::lock_guard<std::mutex> lock(mu_);
-            if (const auto it = slots_.find(key); it != slots_.end()) {
-                lru_.splice(lru_.begin(), lru_, it->second.age);
-                b = it->second.block;
-            } else {
-                b = std::make_shared<Block>();
-                lru_.push_front(key);
-                slots_.emplace(key, Slot{b, lru_.begin()});
-                if (slots_.size() > capacity_) {
-                    slots_.erase(lru_.back());
-                    lru_.pop_back();
-                }
-            }
-        }
-        std::call_once(b->once, [&] {
-            if (sqfs_data_block_read(fs, static_cast<sqfs_off_t>(pos), hdr, &b->data) != SQFS_OK)
-                b->data = nullptr;
-        });
+    // The block at key, read and inflated with fs (this thread's instance)
+    // unless it is cached or another thread is at it; null if it can't be
+    // read.
+    std::shared_ptr<const Block> get(sqfs* fs, const BlockKey& key) {
+        std::unique_lock<std::mutex> lock(mu_);
+        std::shared_ptr<Block> b = slot(key);
+        if (b->state == Block::State::empty)
+            load(fs, key, b, lock);
+        else
+            done_.wait(lock, [&] { return b->state == Block::State::ready; });
         if (b->data != nullptr)
             return b;
-        // Unreadable: forget it, so that it is tried again next time.
+        forget(key, b); // unreadable: tried again next time
+        return nullptr;
+    }
+
+    // Read and inflate the block at key if nobody has yet; never waits for
+    // another thread. For the prefetcher.
+    void prefetch(sqfs* fs, const BlockKey& key) {
+        std::unique_lock<std::mutex> lock(mu_);
+        std::shared_ptr<Block> b = slot(key);
+        if (b->state != Block::State::empty)
+            return;
+        load(fs, key, b, lock);
+        if (b->data == nullptr)
+            forget(key, b);
+    }
+
+    // Whether the block is cached or being inflated (no use prefetching it).
+    bool has(const BlockKey& key) {
         const std::lock_guard<std::mutex> lock(mu_);
+        return slots_.count(key) != 0;
+    }
+
+    std::size_t capacity() const { return capacity_; }
+
+private:
+    struct Slot {
+        std::shared_ptr<Block> block;
+        std::list<BlockKey>::iterator age; // its place in lru_
+    };
+
+    // The block for key, made (empty) if new; it becomes the most recent.
+    std::shared_ptr<Block> slot(const BlockKey& key) {
+        if (const auto it = slots_.find(key); it != slots_.end()) {
+            lru_.splice(lru_.begin(), lru_, it->second.age);
+            return it->second.block;
+        }
+        auto b = std::make_shared<Block>();
+        lru_.push_front(key);
+        slots_.emplace(key, Slot{b, lru_.begin()});
+        if (slots_.size() > capacity_) { // the evicted block lives on where it is in use
+            slots_.erase(lru_.back());
+            lru_.pop_back();
+        }
+        return b;
+    }
+
+    // Inflate b outside the lock (lock is held on entry and on return).
+    void load(sqfs* fs, const BlockKey& key, const std::shared_ptr<Block>& b,
+              std::unique_lock<std::mutex>& lock) {
+        b->state = Block::State::loading;
+        lock.unlock();
+        sqfs_block* data = nullptr;
+        if (sqfs_data_block_read(fs, static_cast<sqfs_off_t>(key.pos), key.hdr, &data) != SQFS_OK)
+            data = nullptr;
+        lock.lock();
+        b->data = data;
+        b->state = Block::State::ready;
+        done_.notify_all();
+    }
+
+    void forget(const BlockKey& key, const std::shared_ptr<Block>& b) {
         if (const auto it = slots_.find(key); it != slots_.end() && it->second.block == b) {
             lru_.erase(it->second.age);
             slots_.erase(it);
         }
-        return nullptr;
     }
 
-private:
-    using Key = std::pair<std::uint64_t, std::uint32_t>;
-    struct Slot {
-        std::shared_ptr<Block> block;
-        std::list<Key>::iterator age; // its place in lru_
-    };
     std::size_t capacity_;
     std::mutex mu_;
-    std::map<Key, Slot> slots_;
-    std::list<Key> lru_; // most recently used first
+    std::condition_variable done_; // a block became ready
+    std::map<BlockKey, Slot> slots_;
+    std::list<BlockKey> lru_; // most recently used first
 };
 
 // One libsquashfuse instance with its caches, used by one thread at a time,
@@ -221,9 +273,98 @@ private:
     std::unique_ptr<Instance> in_;
 };
 
+// Inflates blocks that reads will want next, on CPUs that would otherwise
+// sit idle while the reading process waits: the kernel asks for one window
+// at a time (exec and mmap fault pages in one by one), and inflating is most
+// of what a read costs. Speculative work only: a block it has not reached
+// when a read wants it is inflated by that read, and a block it fails to read
+// is just not cached. The newest reads' blocks go first, and old guesses fall
+// off the end of the queue.
+class Prefetcher {
+public:
+    Prefetcher(Pool& pool, BlockCache& blocks, unsigned threads)
+        : pool_(pool)
+        , blocks_(blocks)
+        , max_queued_(blocks.capacity() / 2) {
+        threads_.reserve(threads);
+        for (unsigned i = 0; i < threads; i++)
+            threads_.emplace_back([this] { work(); });
+    }
+    Prefetcher(const Prefetcher&) = delete;
+    Prefetcher& operator=(const Prefetcher&) = delete;
+    ~Prefetcher() {
+        {
+            const std::lock_guard<std::mutex> lock(mu_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : threads_)
+            t.join();
+    }
+
+    // Queue keys, nearest first, ahead of everything queued before.
+    void want(const std::vector<BlockKey>& keys) {
+        if (threads_.empty() || keys.empty())
+            return;
+        {
+            const std::lock_guard<std::mutex> lock(mu_);
+            for (auto it = keys.rbegin(); it != keys.rend(); ++it)
+                queue_.push_front(*it);
+            while (queue_.size() > max_queued_)
+                queue_.pop_back();
+        }
+        wake_.notify_all();
+    }
+
+private:
+    void work() noexcept {
+        for (;;) {
+            BlockKey key;
+            {
+                std::unique_lock<std::mutex> lock(mu_);
+                wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+                if (stop_)
+                    return;
+                key = queue_.front();
+                queue_.pop_front();
+            }
+            try {
+                Lease lease(pool_);
+                blocks_.prefetch(lease.fs(), key);
+            } catch (...) { // out of memory, or no instance: only a guess is lost
+            }
+        }
+    }
+
+    Pool& pool_;
+    BlockCache& blocks_;
+    std::size_t max_queued_;
+    std::mutex mu_;
+    std::condition_variable wake_;
+    std::deque<BlockKey> queue_;
+    bool stop_ = false;
+    std::vector<std::thread> threads_;
+};
+
 struct Server {
+    Server(int fd, std::unique_ptr<Instance> first, const squashfs_super_block& sb,
+           const ServeOptions& opts, unsigned threads, unsigned prefetchers)
+        : pool(fd, std::move(first), threads + prefetchers + 1)
+        // 8 MiB of decompressed blocks: a few binaries' worth of page faults.
+        , blocks(std::max<std::size_t>(8, (std::size_t{8} << 20) / sb.block_size))
+        , prefetcher(pool, blocks, prefetchers)
+        , zeros(sb.block_size)
+        , uid(opts.uid)
+        , gid(opts.gid)
+        , root_id(sb.root_inode)
+        , block_size(sb.block_size)
+        , bytes_used(sb.bytes_used)
+        , inodes(sb.inodes) {}
+
     Pool pool;
     BlockCache blocks;
+    Prefetcher prefetcher; // after pool and blocks: its threads use them until it goes
+    std::vector<char> zeros; // a block of them, for holes
     uid_t uid;
     gid_t gid;
     sqfs_inode_id root_id;
@@ -417,12 +558,23 @@ void op_open(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
     });
 }
 
-// Copies size bytes of regular file in, from off (off + size <= its size),
-// to out: full blocks and holes from the block list, the tail from its
-// fragment. Returns 0 or an errno. Every offset taken from the image is
-// checked against the block actually read, so a damaged or hostile image
-// gives EIO, never a read outside a buffer.
-int read_data(Server& s, sqfs* fs, sqfs_inode& in, std::uint64_t off, std::size_t size, char* out) {
+// One piece of a read: len bytes at offset at of the block at key, or of
+// zeros (a hole, which SquashFS does not store).
+struct Span {
+    bool hole = false;
+    BlockKey key;
+    std::size_t at = 0;
+    std::size_t len = 0;
+};
+
+// Where the bytes [off, off + size) of regular file in are (off + size <=
+// its size): full blocks and holes from the block list, the tail from its
+// fragment. Also lists up to ahead_max blocks of the file that follow, for
+// the prefetcher. Returns 0 or an errno. Positions are checked against the
+// file's layout here and against each block actually read later, so a
+// damaged or hostile image gives EIO, never a read outside a buffer.
+int plan_read(const Server& s, sqfs* fs, sqfs_inode& in, std::uint64_t off, std::size_t size,
+              std::vector<Span>& spans, std::vector<BlockKey>& ahead, std::size_t ahead_max) {
     const std::uint64_t file_size = in.xtra.reg.file_size;
     const std::uint64_t bs = s.block_size;
     sqfs_blocklist bl;
@@ -431,11 +583,10 @@ int read_data(Server& s, sqfs* fs, sqfs_inode& in, std::uint64_t off, std::size_
     std::size_t done = 0;
     while (done < size) {
         const std::uint64_t at = off + done;
+        Span sp;
         std::uint64_t start = 0; // where this block's data starts in the file
         std::size_t avail = 0;   // how many bytes of the file it holds
         std::size_t base = 0;    // where the file's bytes start in the block
-        bool hole = false;       // a block of zeros, not stored
-        std::shared_ptr<const BlockCache::Block> block;
         if (bl.remain == 0) { // the tail, packed in a fragment block
             squashfs_fragment_entry frag;
             if (in.xtra.reg.frag_idx == SQUASHFS_INVALID_FRAG ||
@@ -444,7 +595,7 @@ int read_data(Server& s, sqfs* fs, sqfs_inode& in, std::uint64_t off, std::size_
             start = file_size - file_size % bs;
             avail = static_cast<std::size_t>(file_size % bs);
             base = in.xtra.reg.frag_off;
-            block = s.blocks.get(fs, frag.start_block, frag.size);
+            sp.key = {frag.start_block, frag.size};
         } else {
             if (sqfs_blocklist_next(&bl) != SQFS_OK)
                 return EIO;
@@ -452,29 +603,30 @@ int read_data(Server& s, sqfs* fs, sqfs_inode& in, std::uint64_t off, std::size_
                 continue; // before off: the list starts at an index point before it
             start = bl.pos;
             avail = static_cast<std::size_t>(std::min(bs, file_size - bl.pos));
-            hole = bl.input_size == 0;
-            if (!hole)
-                block = s.blocks.get(fs, bl.block, bl.header);
+            sp.hole = bl.input_size == 0;
+            sp.key = {bl.block, bl.header};
         }
         if (at < start || at - start >= avail)
             return EIO;
         const std::size_t within = static_cast<std::size_t>(at - start);
-        const std::size_t take = std::min(avail - within, size - done);
-        if (block == nullptr && !hole)
-            return EIO; // unreadable: corrupt or truncated
-        if (hole) {
-            std::memset(out + done, 0, take); // a hole
-        } else {
-            const sqfs_block& b = *block->data;
-            if (base + within + take > b.size)
-                return EIO;
-            std::memcpy(out + done, static_cast<const char*>(b.data) + base + within, take);
-        }
-        done += take;
+        sp.len = std::min(avail - within, size - done);
+        sp.at = base + within;
+        spans.push_back(sp);
+        done += sp.len;
     }
+    while (ahead.size() < ahead_max && bl.remain > 0 && sqfs_blocklist_next(&bl) == SQFS_OK)
+        if (bl.input_size != 0)
+            ahead.push_back({bl.block, bl.header});
     return 0;
 }
 
+// How many blocks after a read the prefetcher is asked for: about 1 MiB.
+std::size_t prefetch_blocks(std::uint32_t block_size) {
+    return std::max<std::size_t>(1, (std::size_t{1} << 20) / std::max<std::uint32_t>(block_size, 1));
+}
+
+// Replies straight from the cached blocks (the kernel copies from them into
+// the page cache: no copy of ours in between).
 void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
         Server& s = server_of(req);
@@ -489,10 +641,42 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_
         const auto want = static_cast<std::size_t>(
             std::min<off_t>(static_cast<off_t>(size), file_size - off));
         Lease l(s.pool);
-        char* buf = l.scratch(want);
-        if (const int err = read_data(s, l.fs(), in, static_cast<std::uint64_t>(off), want, buf))
+        std::vector<Span> spans;
+        std::vector<BlockKey> later;
+        if (const int err = plan_read(s, l.fs(), in, static_cast<std::uint64_t>(off), want, spans,
+                                      later, prefetch_blocks(s.block_size)))
             return err;
-        fuse_reply_buf(req, buf, want);
+        // The prefetcher takes this read's other blocks while this thread
+        // inflates the first, then the ones after the read.
+        std::vector<BlockKey> guess;
+        for (std::size_t i = 1; i < spans.size(); i++)
+            if (!spans[i].hole)
+                guess.push_back(spans[i].key);
+        for (const BlockKey& k : later)
+            if (!s.blocks.has(k))
+                guess.push_back(k);
+        s.prefetcher.want(guess);
+
+        std::vector<std::shared_ptr<const BlockCache::Block>> held;
+        std::vector<iovec> iov;
+        held.reserve(spans.size());
+        iov.reserve(spans.size());
+        for (const Span& sp : spans) {
+            if (sp.hole) {
+                if (sp.len > s.zeros.size())
+                    return EIO;
+                iov.push_back({s.zeros.data(), sp.len});
+                continue;
+            }
+            auto b = s.blocks.get(l.fs(), sp.key);
+            if (b == nullptr)
+                return EIO; // unreadable: corrupt or truncated
+            if (sp.at + sp.len > b->data->size)
+                return EIO;
+            iov.push_back({static_cast<char*>(b->data->data) + sp.at, sp.len});
+            held.push_back(std::move(b));
+        }
+        fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
         return 0;
     });
 }
@@ -899,6 +1083,8 @@ bool SquashFile::has(std::string_view path) {
 
 unsigned default_server_threads(unsigned cpus) { return std::clamp(2 * cpus, 4U, 64U); }
 
+unsigned default_prefetch_threads(unsigned cpus) { return std::clamp(cpus, 1U, 9U) - 1; }
+
 namespace {
 
 using Session = std::unique_ptr<fuse_session, FreeWith<fuse_session_destroy>>;
@@ -909,18 +1095,11 @@ using LoopConfig = std::unique_ptr<fuse_loop_config, FreeWith<fuse_loop_cfg_dest
 void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
            const std::function<void(const std::string&)>& ready) {
     SquashFile::Impl& impl = *file.impl_;
-    const unsigned threads = opts.max_threads != 0 ? opts.max_threads
-                                                   : default_server_threads(affinity_cpus());
+    const unsigned cpus = affinity_cpus();
+    const unsigned threads = opts.max_threads != 0 ? opts.max_threads : default_server_threads(cpus);
     const squashfs_super_block sb = impl.in->fs.sb;
-    // 8 MiB of decompressed blocks: a few binaries' worth of page faults.
-    Server s{Pool(impl.fd.get(), std::move(impl.in), threads + 1),
-             BlockCache(std::max<std::size_t>(8, (std::size_t{8} << 20) / sb.block_size)),
-             opts.uid,
-             opts.gid,
-             sb.root_inode,
-             sb.block_size,
-             sb.bytes_used,
-             sb.inodes};
+    const unsigned prefetchers = opts.prefetch_threads.value_or(default_prefetch_threads(cpus));
+    Server s(impl.fd.get(), std::move(impl.in), sb, opts, threads, prefetchers);
     fuse_set_log_func(fuse_log_to_ch);
 
     std::vector<std::string> argv_s = {"ch-run"};
@@ -952,7 +1131,8 @@ void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
     fuse_loop_cfg_set_max_threads(cfg.get(), threads);
     // No clone_fd: it reopens /dev/fuse, which this user may not be allowed to.
     fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
-    log::verbose("serving ", impl.path.string(), " with up to ", threads, " threads");
+    log::verbose("serving ", impl.path.string(), " with up to ", threads, " threads, ",
+                 prefetchers, " inflating ahead");
     ready("");
     // Returns when the kernel ends the connection (read gives ENODEV): the
     // mount went away with its namespace.

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -53,6 +54,7 @@ struct ServeOptions {
     uid_t uid = 0;             // owner of every file, in the mounting user namespace
     gid_t gid = 0;
     unsigned max_threads = 0;  // 0: from the CPUs this process may run on
+    std::optional<unsigned> prefetch_threads; // default: default_prefetch_threads
     bool debug = false;        // libfuse logs every request (at -vvv)
 };
 
@@ -91,6 +93,11 @@ private:
 // process's affinity mask, at least 4 and at most 64 (reads wait for I/O and
 // decompress; a rank bound to one core still gets a few).
 unsigned default_server_threads(unsigned cpus);
+
+// How many threads inflate blocks ahead of the reads (prefetch): one per CPU
+// of the affinity mask but one, at most 8. A process bound to one CPU (an
+// MPI rank) gets none: guesses would only take time from its reads.
+unsigned default_prefetch_threads(unsigned cpus);
 
 // Serve FUSE requests on fuse_dev (/dev/fuse, already mounted by the caller)
 // until the kernel ends the connection, which happens when the mount goes

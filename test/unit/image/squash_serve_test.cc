@@ -61,6 +61,14 @@ TEST_CASE("squash_serve: default thread count") {
     CHECK(default_server_threads(256) == 64);
 }
 
+TEST_CASE("squash_serve: no prefetching for a process bound to one CPU, at most 8 threads") {
+    CHECK(default_prefetch_threads(0) == 0);
+    CHECK(default_prefetch_threads(1) == 0);
+    CHECK(default_prefetch_threads(2) == 1);
+    CHECK(default_prefetch_threads(4) == 3);
+    CHECK(default_prefetch_threads(64) == 8);
+}
+
 namespace {
 
 bool have_mksquashfs() { return std::system("command -v mksquashfs >/dev/null 2>&1") == 0; }
