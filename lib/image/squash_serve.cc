@@ -1092,7 +1092,7 @@ using LoopConfig = std::unique_ptr<fuse_loop_config, FreeWith<fuse_loop_cfg_dest
 
 } // namespace
 
-void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
+void serve(SquashFile& file, const std::function<Fd()>& receive_device, const ServeOptions& opts,
            const std::function<void(const std::string&)>& ready) {
     SquashFile::Impl& impl = *file.impl_;
     const unsigned cpus = affinity_cpus();
@@ -1116,13 +1116,6 @@ void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
         ready("can't create a FUSE session");
         return;
     }
-    // "/dev/fd/N": libfuse's convention for a descriptor that someone else
-    // opened and mounted; the session owns it from here on.
-    if (fuse_session_mount(se.get(), cat("/dev/fd/", fuse_dev.get()).c_str()) != 0) {
-        ready("can't use the /dev/fuse descriptor");
-        return;
-    }
-    fuse_dev.release();
     const LoopConfig cfg(fuse_loop_cfg_create());
     if (!cfg) {
         ready("can't configure the FUSE loop");
@@ -1131,6 +1124,18 @@ void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
     fuse_loop_cfg_set_max_threads(cfg.get(), threads);
     // No clone_fd: it reopens /dev/fuse, which this user may not be allowed to.
     fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
+    // All of the above happened while ch-run made its namespaces and the
+    // mount; now the mounted descriptor.
+    Fd fuse_dev = receive_device();
+    if (!fuse_dev)
+        return; // ch-run failed (or exited) before mounting
+    // "/dev/fd/N": libfuse's convention for a descriptor that someone else
+    // opened and mounted; the session owns it from here on.
+    if (fuse_session_mount(se.get(), cat("/dev/fd/", fuse_dev.get()).c_str()) != 0) {
+        ready("can't use the /dev/fuse descriptor");
+        return;
+    }
+    fuse_dev.release();
     log::verbose("serving ", impl.path.string(), " with up to ", threads, " threads, ",
                  prefetchers, " inflating ahead");
     ready("");

@@ -80,7 +80,8 @@ public:
     bool has(std::string_view path);
 
     struct Impl;
-    friend void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
+    friend void serve(SquashFile& file, const std::function<Fd()>& receive_device,
+                      const ServeOptions& opts,
                       const std::function<void(const std::string& error)>& ready);
 
 private:
@@ -99,14 +100,17 @@ unsigned default_server_threads(unsigned cpus);
 // MPI rank) gets none: guesses would only take time from its reads.
 unsigned default_prefetch_threads(unsigned cpus);
 
-// Serve FUSE requests on fuse_dev (/dev/fuse, already mounted by the caller)
-// until the kernel ends the connection, which happens when the mount goes
-// away with the last process of its mount namespace. Calls ready("") once the
-// session is set up and requests will be answered, or ready(reason) if it
-// can't be set up (then returns). Starts threads: the calling process must
-// never unshare(CLONE_NEWUSER) afterwards. Takes over file's libsquashfuse
-// instance as the first of its pool.
-void serve(SquashFile& file, Fd fuse_dev, const ServeOptions& opts,
+// Serve FUSE requests on the /dev/fuse descriptor that receive_device
+// returns (opened and mounted by the caller; an empty Fd means there will be
+// none: serve() then returns), until the kernel ends the connection, which
+// happens when the mount goes away with the last process of its mount
+// namespace. Everything else is set up before receive_device is called, so
+// that it overlaps with the mounting. Calls ready("") once requests will be
+// answered, or ready(reason) if they can't be (then returns). Starts
+// threads: the calling process must never unshare(CLONE_NEWUSER)
+// afterwards. Takes over file's libsquashfuse instance as the first of its
+// pool.
+void serve(SquashFile& file, const std::function<Fd()>& receive_device, const ServeOptions& opts,
            const std::function<void(const std::string& error)>& ready);
 
 } // namespace ch::image

@@ -126,7 +126,10 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
                         " (run ch-checkns to see if this kernel allows it)");
     }
     Fd root = open_dir_at(scratch, "root"); // now the mounted root, not the directory under it
-    if (!plan.writable_root()) {
+    // A SquashFS image is already read-only: mount_squash mounted it so, and
+    // a bind keeps the flags of its source (its statvfs would only be a
+    // round trip to the FUSE server).
+    if (!plan.writable_root() && !plan.squash) {
         const unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(root.get());
         if (::mount(nullptr, root.proc_path().c_str(), nullptr, flags, nullptr) != 0)
             throw_errno("can't remount image ", plan.image.string(), " read-only");

@@ -114,10 +114,8 @@ void detach_stdio() {
             drop_privileges();
         else if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
             throw_errno("can't set no_new_privs");
-        Fd dev = receive_fd(sock.get());
-        if (!dev) // ch-run failed (or exited) before mounting
-            ::_exit(0);
-        image::serve(file, std::move(dev), opts, [&](const std::string& error) {
+        const auto receive = [&] { return receive_fd(sock.get()); };
+        image::serve(file, receive, opts, [&](const std::string& error) {
             const std::string reply = error.empty() ? std::string(ready_word) : error;
             if (::send(sock.get(), reply.data(), reply.size(), MSG_NOSIGNAL) < 0)
                 log::debug("can't tell ch-run the FUSE server's state: ", std::strerror(errno));
