@@ -48,6 +48,7 @@ const Option* find_short(const Spec& spec, char c) {
 // (the value must be attached: --set-env=FILE, -W4G).
 struct Normalised {
     std::vector<std::string> args;
+    std::vector<std::string> positional; // as in args, without the options
     std::vector<Occurrence> in_order;
     std::vector<std::string> command;
     bool saw_dashdash = false;
@@ -122,6 +123,7 @@ Normalised normalise(const Spec& spec, int argc, const char* const* argv) {
             continue;
         }
         n.args.push_back(a);
+        n.positional.push_back(a);
     }
     return n;
 }
@@ -141,6 +143,10 @@ Parsed parse(const Spec& spec, int argc, const char* const* argv) {
             p.values[occ.name].push_back(*occ.value);
     }
 
+    if (!spec.argh_check) {
+        p.positional = std::move(n.positional);
+        return p;
+    }
     // Argh parses the normalised list; it must agree with pass 1 on every
     // option, which also catches anything pass 1 let through by mistake.
     std::vector<const char*> cargv;

@@ -44,6 +44,7 @@ const Spec spec = {
          "overlay a writable tmpfs of SIZE (default 12%) on the image"},
     },
     true,
+    false, // no Argh: see cli.hh
 };
 
 unsigned parse_id(const std::string& opt, const std::string& v) {

@@ -76,10 +76,11 @@ HostFacts probe_host(std::function<bool(const fs::path&)> image_has) {
     return h;
 }
 
+// Opens the image only if asked (--home asks; most runs don't).
 std::function<bool(const fs::path&)> dir_has(const fs::path& image_dir) {
-    const auto image_fd = std::make_shared<Fd>(open_at(AT_FDCWD, image_dir, O_PATH | O_DIRECTORY));
-    return [image_fd](const fs::path& p) {
-        return static_cast<bool>(resolve_in_root(image_fd->get(), p.string()));
+    return [image_dir](const fs::path& p) {
+        const Fd image_fd = open_at(AT_FDCWD, image_dir, O_PATH | O_DIRECTORY);
+        return static_cast<bool>(resolve_in_root(image_fd.get(), p.string()));
     };
 }
 
@@ -183,7 +184,8 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
     // --home asks the image whether /home/$USER exists: the file answers.
     auto image_has = [&file](const fs::path& p) { return file.has(p.string()); };
     const Plan plan = make_squash_plan(opts, img.path, mount_dir, probe_host(image_has));
-    log::debug("plan:\n", describe(plan));
+    if (log::enabled(log::Level::debug)) // describing the plan is work
+        log::debug("plan:\n", describe(plan));
     SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
     apply(plan, [&server](Fd dev) { server.hand_over(std::move(dev)); });
     enter_command(opts, plan);
@@ -207,7 +209,8 @@ void run(const RunOptions& opts) {
             log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind),
                          " ", img.ref);
         const Plan plan = make_plan(opts, img.path, probe_host(dir_has(img.path)));
-        log::debug("plan:\n", describe(plan));
+        if (log::enabled(log::Level::debug))
+            log::debug("plan:\n", describe(plan));
         apply(plan);
         enter_command(opts, plan);
     }

@@ -107,6 +107,35 @@ TEST_SUITE("cli") {
         CHECK(p.command == std::vector<std::string>{"hi"});
     }
 
+    TEST_CASE("cli: without Argh's second parse (ch-run), the same results") {
+        ch::cli::Spec fast = spec;
+        fast.argh_check = false;
+        const std::vector<std::vector<const char*>> cases = {
+            {"-b", "/a", "--bind", "/b", "-vv", "img", "--", "ls", "-l"},
+            {"--set-env=X=1", "--unset-env", "-FOO", "-W", "img", "cmd", "-q"},
+            {"-c", "-", "img", "a", "b", "--", "c"},
+            {"-W4G", "--write-fake=1g", "--home", "img"},
+        };
+        for (const auto& c : cases) {
+            const char* argv[32] = {"tool"};
+            int argc = 1;
+            for (const char* a : c)
+                argv[argc++] = a;
+            const auto slow = ch::cli::parse(spec, argc, argv);
+            const auto quick = ch::cli::parse(fast, argc, argv);
+            CHECK(quick.positional == slow.positional);
+            CHECK(quick.command == slow.command);
+            CHECK(quick.values == slow.values);
+            CHECK(quick.counts == slow.counts);
+            CHECK(quick.saw_dashdash == slow.saw_dashdash);
+        }
+        const char* bad[] = {"tool", "--nope", "img"};
+        CHECK_THROWS_AS(ch::cli::parse(fast, 3, bad), ch::UsageError);
+        // A lone "-" is a positional (Argh would take it for an option).
+        const char* dash[] = {"tool", "-", "cmd"};
+        CHECK(ch::cli::parse(fast, 3, dash).positional == std::vector<std::string>{"-", "cmd"});
+    }
+
     TEST_CASE("cli: --help lists every visible option") {
         const std::string h = ch::cli::help_text(spec);
         for (const auto& o : spec.options)
