@@ -200,6 +200,25 @@ huge_sparse_round_trip() {
     zstd -dc out.tar.zst | tar tf - > /dev/null   # GNU tar agrees it is a tar
 }
 
+@test 'ch-convert: tarballs compressed with xz or bzip2 are read by their content, whatever the name' {
+    make_input in
+    # GNU tar writes them; the names say nothing about the compression.
+    tar -C in -cJf by-xz.img .
+    tar -C in -cjf by-bzip2.data .
+    [[ $(head -c6 by-xz.img | od -An -tx1 | tr -d ' ') == fd377a585a00 ]]
+    [[ $(head -c3 by-bzip2.data) == BZh ]]
+    for t in by-xz.img by-bzip2.data; do
+        run ch-convert -n "$t" ./out
+        assert_status 0
+        assert_output_has "would convert $t (tar) to ./out (dir)"
+        run ch-convert "$t" ./out
+        assert_status 0
+        diff -u <(manifest in | owner_writable) <(manifest out)
+        cmp in/sparse out/sparse
+        rm -rf out
+    done
+}
+
 @test 'ch-convert: round trip dir -> ch-image -> dir' {
     roundtrip roundtrip-image
     [[ -d $CH_IMAGE_STORAGE/img/roundtrip-image/usr/lib ]]
@@ -441,6 +460,22 @@ huge_sparse_round_trip() {
     assert_output_has 'output: out.tar (tar)'
     assert_output_has 'publishing out.tar'
     run ch-convert -q out.tar ./out
+    assert_status 0
+    [[ -z $output ]]
+}
+
+@test 'ch-convert: a progress meter on a terminal, none in batch' {
+    command -v script > /dev/null || skip_env "script (util-linux) not installed"
+    # Long enough (about a second) for the meter's 10 redraws a second.
+    mkdir in
+    head -c $((96 * 1024 * 1024)) /dev/urandom > in/big
+    # stderr a terminal: entries and bytes, redrawn in place, then erased
+    script -qefc "$ch_bin/ch-convert ./in tty.tar.gz" typescript > /dev/null
+    [[ -f tty.tar.gz ]]
+    grep -aq 'ch-convert: .*entries, .*iB' typescript
+    grep -aq $'\r\e\[K' typescript
+    # stderr a file or a pipe (a batch job): silent
+    run ch-convert ./in batch.tar.gz
     assert_status 0
     [[ -z $output ]]
 }
