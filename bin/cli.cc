@@ -143,16 +143,19 @@ Parsed parse(const Spec& spec, int argc, const char* const* argv) {
             p.values[occ.name].push_back(*occ.value);
     }
 
-    if (!spec.argh_check) {
-        p.positional = std::move(n.positional);
+    p.positional = std::move(n.positional);
+    if (!spec.argh_check)
         return p;
-    }
-    // Argh parses the normalised list; it must agree with pass 1 on every
-    // option, which also catches anything pass 1 let through by mistake.
+    // Argh parses the normalised options ("--name", "--name=value"); it must
+    // agree with pass 1 on every one, which also catches anything pass 1 let
+    // through by mistake. Positionals stay pass 1's: Argh takes a lone "-"
+    // for an option.
     std::vector<const char*> cargv;
     cargv.reserve(n.args.size());
+    cargv.push_back(n.args[0].c_str());
     for (const auto& s : n.args)
-        cargv.push_back(s.c_str());
+        if (s.starts_with("--"))
+            cargv.push_back(s.c_str());
     argh::parser argh(static_cast<int>(cargv.size()), cargv.data(),
                       argh::parser::PREFER_FLAG_FOR_UNREG_OPTION);
     for (const auto& f : argh.flags())
@@ -163,8 +166,6 @@ Parsed parse(const Spec& spec, int argc, const char* const* argv) {
         if (find_long(spec, name) == nullptr || p.count(name) == 0)
             throw UsageError(cat("unrecognized option '--", name, "'"));
     }
-    const auto& pos = argh.pos_args();
-    p.positional.assign(pos.begin() + (pos.empty() ? 0 : 1), pos.end());
     return p;
 }
 

@@ -114,6 +114,7 @@ TEST_SUITE("cli") {
             {"-b", "/a", "--bind", "/b", "-vv", "img", "--", "ls", "-l"},
             {"--set-env=X=1", "--unset-env", "-FOO", "-W", "img", "cmd", "-q"},
             {"-c", "-", "img", "a", "b", "--", "c"},
+            {"-", "-v", "img", "--", "-"},
             {"-W4G", "--write-fake=1g", "--home", "img"},
         };
         for (const auto& c : cases) {
@@ -134,6 +135,7 @@ TEST_SUITE("cli") {
         // A lone "-" is a positional (Argh would take it for an option).
         const char* dash[] = {"tool", "-", "cmd"};
         CHECK(ch::cli::parse(fast, 3, dash).positional == std::vector<std::string>{"-", "cmd"});
+        CHECK(ch::cli::parse(spec, 3, dash).positional == std::vector<std::string>{"-", "cmd"});
     }
 
     TEST_CASE("cli: --help lists every visible option") {
