@@ -168,6 +168,13 @@ void SquashServer::hand_over(Fd fuse_dev) {
     try {
         send_fd(sock_.get(), fuse_dev.get());
     } catch (Error& e) {
+        // The server may have failed before taking the descriptor (and
+        // closed its end): its message says more than EPIPE.
+        char reply[1024];
+        const ssize_t n = ::recv(sock_.get(), reply, sizeof reply, MSG_DONTWAIT);
+        if (n > 0 && std::string_view(reply, static_cast<std::size_t>(n)) != ready_word)
+            throw Error(cat(what, ": ", std::string_view(reply, static_cast<std::size_t>(n))),
+                        Exit::squash);
         e.add_context(what);
         e.set_exit_code(Exit::squash);
         throw;
