@@ -80,7 +80,8 @@ CLI_OBJS := $(B)/bin/cli.o
 # Each tool's archives (in link order) and system libraries. ch-run must not
 # link libcurl or libarchive: test/checks/link-deps.sh enforces it. It links
 # libsquashfuse and libfuse3 statically where possible (see configure.ac).
-ch-run_BINOBJS  := $(B)/bin/run_cli.o
+# xz_crc64.o by name, before the archives: see the file for why.
+ch-run_BINOBJS  := $(B)/bin/run_cli.o $(B)/lib/image/xz_crc64.o
 ch-run_LIBS     := $(call lib_a,run image storage util)
 ch-run_SYSLIBS  := $(SQUASHFUSE_RUN_LIBS)
 # A static PIE when configure found every archive; never under sanitizers,

@@ -1,6 +1,7 @@
 #!/bin/bash
 # link-deps.sh: ch-run starts once per MPI rank, so it must not pay for
-# libcurl or libarchive (STYLE.md: each adds milliseconds to every start).
+# libcurl or libarchive (STYLE.md: each adds milliseconds to every start),
+# nor for liblzma's CPUID probe.
 # ch-run is usually a static PIE (configure.ac), so look both at the shared
 # libraries it needs and at the functions linked into it.
 set -euo pipefail
@@ -17,6 +18,12 @@ for tool in bin/ch-run build-san/bin/ch-run; do
     linked=$(nm --defined-only --extern-only "$tool" | awk '$3 ~ /^(curl_|archive_)/ {print $3}' | head -5)
     if [[ -n $linked ]]; then
         echo "link-deps: $tool has libcurl or libarchive linked in: $(tr '\n' ' ' <<<"$linked")" >&2
+        status=1
+    fi
+    # A static ch-run must not carry liblzma's CPU-probing constructor
+    # (lib/image/xz_crc64.cc says why).
+    if [[ -z $needed ]] && nm "$tool" | grep -q ' crc64_set_func$'; then
+        echo "link-deps: $tool has liblzma's crc64_set_func (CPUID at every start): is xz_crc64.o linked?" >&2
         status=1
     fi
 done
