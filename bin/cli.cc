@@ -41,14 +41,14 @@ const Option* find_short(const Spec& spec, char c) {
     return nullptr;
 }
 
-// Pass 1 turns argv into a normalised list: "--name" for flags,
-// "--name=value" for values (which Argh splits on the first "="), and
-// positionals unchanged. It resolves short options, bundles (-vvv), attached
+// Pass 1 turns argv into normalised options: "--name" for flags,
+// "--name=value" for values (which Argh splits on the first "="), and the
+// positionals, unchanged. It resolves short options, bundles (-vvv), attached
 // values (-bSRC), values that start with "-", and the optional-argument rule
 // (the value must be attached: --set-env=FILE, -W4G).
 struct Normalised {
-    std::vector<std::string> args;
-    std::vector<std::string> positional; // as in args, without the options
+    std::vector<std::string> args;       // the program, then the options, for Argh
+    std::vector<std::string> positional;
     std::vector<Occurrence> in_order;
     std::vector<std::string> command;
     bool saw_dashdash = false;
@@ -122,7 +122,6 @@ Normalised normalise(const Spec& spec, int argc, const char* const* argv) {
             }
             continue;
         }
-        n.args.push_back(a);
         n.positional.push_back(a);
     }
     return n;
@@ -152,10 +151,8 @@ Parsed parse(const Spec& spec, int argc, const char* const* argv) {
     // for an option.
     std::vector<const char*> cargv;
     cargv.reserve(n.args.size());
-    cargv.push_back(n.args[0].c_str());
     for (const auto& s : n.args)
-        if (s.starts_with("--"))
-            cargv.push_back(s.c_str());
+        cargv.push_back(s.c_str());
     argh::parser argh(static_cast<int>(cargv.size()), cargv.data(),
                       argh::parser::PREFER_FLAG_FOR_UNREG_OPTION);
     for (const auto& f : argh.flags())
