@@ -1098,7 +1098,7 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
     const unsigned cpus = affinity_cpus();
     const unsigned threads = opts.max_threads != 0 ? opts.max_threads : default_server_threads(cpus);
     const squashfs_super_block sb = impl.in->fs.sb;
-    const unsigned prefetchers = opts.prefetch_threads.value_or(default_prefetch_threads(cpus));
+    const unsigned prefetchers = default_prefetch_threads(cpus);
     Server s(impl.fd.get(), std::move(impl.in), sb, opts, threads, prefetchers);
     fuse_set_log_func(fuse_log_to_ch);
 

@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -54,7 +53,6 @@ struct ServeOptions {
     uid_t uid = 0;             // owner of every file, in the mounting user namespace
     gid_t gid = 0;
     unsigned max_threads = 0;  // 0: from the CPUs this process may run on
-    std::optional<unsigned> prefetch_threads; // default: default_prefetch_threads
     bool debug = false;        // libfuse logs every request (at -vvv)
 };
 

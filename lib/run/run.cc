@@ -76,6 +76,12 @@ HostFacts probe_host(std::function<bool(const fs::path&)> image_has) {
     return h;
 }
 
+// -vv prints the plan; describing it is work, so only then.
+void debug_plan(const Plan& plan) {
+    if (log::enabled(log::Level::debug))
+        log::debug("plan:\n", describe(plan));
+}
+
 // Opens the image only if asked (--home asks; most runs don't).
 std::function<bool(const fs::path&)> dir_has(const fs::path& image_dir) {
     return [image_dir](const fs::path& p) {
@@ -184,8 +190,7 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
     // --home asks the image whether /home/$USER exists: the file answers.
     auto image_has = [&file](const fs::path& p) { return file.has(p.string()); };
     const Plan plan = make_squash_plan(opts, img.path, mount_dir, probe_host(image_has));
-    if (log::enabled(log::Level::debug)) // describing the plan is work
-        log::debug("plan:\n", describe(plan));
+    debug_plan(plan);
     SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
     apply(plan, [&server](Fd dev) { server.hand_over(std::move(dev)); });
     enter_command(opts, plan);
@@ -209,8 +214,7 @@ void run(const RunOptions& opts) {
             log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind),
                          " ", img.ref);
         const Plan plan = make_plan(opts, img.path, probe_host(dir_has(img.path)));
-        if (log::enabled(log::Level::debug))
-            log::debug("plan:\n", describe(plan));
+        debug_plan(plan);
         apply(plan);
         enter_command(opts, plan);
     }

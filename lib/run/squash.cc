@@ -172,9 +172,9 @@ void SquashServer::hand_over(Fd fuse_dev) {
         // closed its end): its message says more than EPIPE.
         char reply[1024];
         const ssize_t n = ::recv(sock_.get(), reply, sizeof reply, MSG_DONTWAIT);
-        if (n > 0 && std::string_view(reply, static_cast<std::size_t>(n)) != ready_word)
-            throw Error(cat(what, ": ", std::string_view(reply, static_cast<std::size_t>(n))),
-                        Exit::squash);
+        const std::string_view said(reply, n > 0 ? static_cast<std::size_t>(n) : 0);
+        if (!said.empty() && said != ready_word)
+            throw Error(cat(what, ": ", said), Exit::squash);
         e.add_context(what);
         e.set_exit_code(Exit::squash);
         throw;
