@@ -70,6 +70,8 @@ Image resolve_image(std::string_view ref, const fs::path& storage, bool unsafe) 
     struct stat st {};
     const std::string path(ref);
     if (::stat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT && !storage::is_image_name(ref)) // a path, never a name
+            fail("can't find image ", printable(ref), ": no such file or directory");
         if (errno == ENOENT)
             fail("can't find image ", printable(ref), ": no such file or directory, and no image of "
                  "that name in ", storage.string());
