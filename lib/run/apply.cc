@@ -131,7 +131,9 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
 
 // Why an optional step is skipped, at -v: the image or the host lacks it, or
 // the image has something unusable there, which is no reason to fail a run.
-bool is_skippable(int err) { return err == ENOENT || err == ENOTDIR || err == ELOOP || err == EACCES; }
+bool is_skippable(int err) {
+    return err == ENOENT || err == ENOTDIR || err == ELOOP || err == EACCES;
+}
 
 void note_skip(const fs::path& dst, const std::string& why) {
     log::verbose("skipping optional ", dst.string(), ": ", why);
@@ -231,7 +233,8 @@ public:
     void operator()(const Tmpfs& t) {
         const std::string what = cat("can't mount tmpfs on ", t.dst.string());
         const auto dst = find_dst(root_, t.dst, Need::required, false, what);
-        if (::mount("tmpfs", dst->proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, t.options.c_str()) != 0)
+        if (::mount("tmpfs", dst->proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                    t.options.c_str()) != 0)
             throw_errno(what);
         log::verbose("tmpfs -> ", t.dst.string());
     }

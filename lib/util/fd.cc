@@ -143,7 +143,7 @@ std::string crossed_mount(int rootfd, const std::vector<Fd>& stack,
         return {};
     for (std::size_t i = 0; i < stack.size(); i++)
         if (mount_id(stack[i].get()) != root_mnt)
-            return "/" + join(std::vector<std::string>(names.begin(), names.begin() + static_cast<long>(i) + 1), "/");
+            return "/" + join({names.begin(), names.begin() + static_cast<long>(i) + 1}, "/");
     return "/" + join(names, "/"); // not reached: the last one differs
 }
 
@@ -177,8 +177,8 @@ Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool 
             // would create on the host; only root's own mount is ours to change.
             if (std::string mp = crossed_mount(rootfd, stack, names); !mp.empty()) {
                 if (crossed != nullptr)
-                    *crossed = cat("can't create ", "/" + join(names, "/"), names.empty() ? "" : "/",
-                                   c, " under the mount at ", mp);
+                    *crossed = cat("can't create /", join(names, "/"), names.empty() ? "" : "/", c,
+                                   " under the mount at ", mp);
                 errno = EXDEV;
                 return Fd();
             }
