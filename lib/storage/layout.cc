@@ -13,13 +13,23 @@
 
 namespace ch::storage {
 
+namespace {
+// "st/" and "st" are one directory, but lstat and O_NOFOLLOW see a symlink
+// only without the slash, which makes the kernel follow it.
+fs::path without_trailing_slash(fs::path p) {
+    while (!p.has_filename() && p.has_relative_path())
+        p = p.parent_path();
+    return p;
+}
+} // namespace
+
 StorageDir storage_dir(const std::optional<fs::path>& option) {
     if (option)
-        return {*option, "-s"};
+        return {without_trailing_slash(*option), "-s"};
     if (const char* env = std::getenv("CH_IMAGE_STORAGE"); env != nullptr && *env != '\0') {
         if (env[0] != '/')
             fail("$CH_IMAGE_STORAGE must be an absolute path: ", env);
-        return {env, "$CH_IMAGE_STORAGE"};
+        return {without_trailing_slash(env), "$CH_IMAGE_STORAGE"};
     }
     const char* user = std::getenv("USER");
     if (user == nullptr || *user == '\0')

@@ -162,6 +162,9 @@ other_user() { echo "${CH_TEST_USER:-chtest}"; }
     run ch-run -s "$scratch/stlink" x -- true
     assert_status 31
     assert_output_has "can't use storage directory $scratch/stlink: it is a symlink"
+    CH_IMAGE_STORAGE=$scratch/stlink/ run ch-run x -- true
+    assert_status 31
+    assert_output_has "can't use storage directory $scratch/stlink: it is a symlink"
     mv "$scratch/st/img" "$scratch/realimg"
     ln -s ../realimg "$scratch/st/img"
     run ch-run -s "$scratch/st" x -- true

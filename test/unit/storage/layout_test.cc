@@ -50,6 +50,14 @@ TEST_SUITE("storage/layout") {
         CHECK(storage::images_dir("/s") == "/s/img");
     }
 
+    TEST_CASE("layout: a trailing slash can't hide a symlinked storage") {
+        CHECK(storage::storage_dir(fs::path("/a/st/")).path == "/a/st");
+        CHECK(storage::storage_dir(fs::path("/a/st//")).path == "/a/st");
+        CHECK(storage::storage_dir(fs::path("/")).path == "/");
+        CHECK(storage::storage_dir(fs::path("st/")).path == "st");
+        CHECK(storage::storage_dir(fs::path("/a/st")).source == "-s");
+    }
+
     TEST_CASE("layout: trust_problem names the owner, the writable bits, or the symlink") {
         CHECK_FALSE(storage::trust_problem(dir_stat(1000, 0700), 1000).has_value());
         CHECK_FALSE(storage::trust_problem(dir_stat(1000, 0755), 1000).has_value());
