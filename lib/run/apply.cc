@@ -135,8 +135,13 @@ bool is_skippable(int err) {
     return err == ENOENT || err == ENOTDIR || err == ELOOP || err == EACCES;
 }
 
-void note_skip(const fs::path& dst, const std::string& why) {
-    log::verbose("skipping optional ", dst.string(), ": ", why);
+// A missing path is the common case (most hosts lack the Cray paths, most
+// images /etc/machine-id): only at -vv. Something unusable there is worth a
+// note at -v.
+void note_skip(const fs::path& dst, int err, const std::string& where) {
+    const auto level = err == ENOENT ? log::Level::debug : log::Level::verbose;
+    if (log::enabled(level))
+        log::verbose("skipping optional ", dst.string(), ": ", where, ": ", std::strerror(err));
 }
 
 // Resolve dst inside the new root; nullopt means "skip this optional step".
@@ -149,7 +154,7 @@ std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool 
         return fd;
     const int err = errno;
     if (need == Need::optional && is_skippable(err)) {
-        note_skip(dst, cat("destination in the image: ", std::strerror(err)));
+        note_skip(dst, err, "destination in the image");
         return std::nullopt;
     }
     if (err != ENOENT)
@@ -206,12 +211,9 @@ public:
         const std::string what = cat("can't bind ", b.src.string(), " to ", b.dst.string());
         const Fd src = try_open_at(AT_FDCWD, b.src, O_PATH);
         if (!src) {
-            if (b.need == Need::optional && is_skippable(errno)) {
-                // Most hosts lack most optional paths (the Cray ones): not worth a note at -v.
-                log::debug("skipping optional ", b.dst.string(), ": source ", b.src.string(), ": ",
-                           std::strerror(errno));
-                return;
-            }
+            const int err = errno;
+            if (b.need == Need::optional && is_skippable(err))
+                return note_skip(b.dst, err, cat("source ", b.src.string()));
             throw_errno(what);
         }
         struct stat st {};
@@ -223,8 +225,9 @@ public:
         // A file onto a directory or the reverse: ENOTDIR.
         if (::mount(src.proc_path().c_str(), dst->proc_path().c_str(), nullptr, MS_BIND | MS_REC,
                     nullptr) != 0) {
-            if (b.need == Need::optional && is_skippable(errno))
-                return note_skip(b.dst, cat("destination in the image: ", std::strerror(errno)));
+            const int err = errno;
+            if (b.need == Need::optional && is_skippable(err))
+                return note_skip(b.dst, err, "destination in the image");
             throw_errno(what);
         }
         log::verbose("bind ", b.src.string(), " -> ", b.dst.string());
