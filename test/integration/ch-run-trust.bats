@@ -285,3 +285,20 @@ other_user() { echo "${CH_TEST_USER:-chtest}"; }
     assert_output_has "ch-run: can't use --home with -w on SquashFS image $sq: /home/$USER must be created and the image is read-only"
     [[ ! -e $CH_IMAGE_STORAGE ]] # refused before anything was made
 }
+
+@test 'ch-run-trust: ch-convert makes storage 0700 and reads no image from untrusted storage' {
+    (umask 0; ch-convert -s "$scratch/st" "$ch_busybox" x)
+    [[ $(stat -c %a "$scratch/st") == 700 && $(stat -c %a "$scratch/st/img") == 700 ]]
+    run ch-run -s "$scratch/st" x -- echo ok
+    assert_status 0
+    assert_line_is 0 ok
+    chmod 0775 "$scratch/st/img"
+    run ch-convert -s "$scratch/st" x "$scratch/out"
+    assert_status 31
+    assert_output_has "can't use storage directory $scratch/st/img: it is writable by its group"
+    [[ ! -e $scratch/out ]]
+    run ch-convert -s "$scratch/st" "$ch_busybox" y
+    assert_status 31
+    assert_output_has "can't use storage directory $scratch/st/img: it is writable by its group"
+    [[ ! -e $scratch/st/img/y ]]
+}
