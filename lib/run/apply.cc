@@ -205,6 +205,7 @@ public:
     void operator()(const SealScratch&) {
         if (::mount(nullptr, scratch_.proc_path().c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
             throw_errno("can't make ch-run's scratch space unbindable");
+        log::debug("sealed scratch space");
     }
 
     void operator()(const Bind& b) {
