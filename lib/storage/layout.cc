@@ -130,8 +130,9 @@ std::optional<std::pair<std::string, std::string>> classify(const struct stat& s
 [[noreturn]] void refuse(const fs::path& path, std::string_view what, const struct stat& st,
                          uid_t uid) {
     const auto p = classify(st, uid);
-    fail("can't use ", what, " ", path.string(), ": it ", p->first, ", so others could put "
-         "what you run there (", fix_for(p->second, path), ")");
+    const char* why = p->second == "type" ? "" : ", so others could put what you run there";
+    fail("can't use ", what, " ", path.string(), ": it ", p->first, why, " (",
+         fix_for(p->second, path), ")");
 }
 
 // Create dir (mode 0700, whatever the umask) if missing, then check it.
@@ -139,7 +140,7 @@ void make_trusted(const fs::path& dir, uid_t uid, std::string_view what) {
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
         throw_errno("can't create ", what, " ", dir.string());
     if (!check_trusted(dir, uid, what))
-        throw_errno("can't create ", what, " ", dir.string()); // removed under us
+        fail("can't create ", what, " ", dir.string(), ": removed while being created");
 }
 
 } // namespace
