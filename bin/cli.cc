@@ -3,8 +3,6 @@
 
 #include <unistd.h>
 
-#include <argh.h>
-
 #include <cstdio>
 #include <exception>
 
@@ -41,13 +39,8 @@ const Option* find_short(const Spec& spec, char c) {
     return nullptr;
 }
 
-// Pass 1 turns argv into normalised options: "--name" for flags,
-// "--name=value" for values (which Argh splits on the first "="), and the
-// positionals, unchanged. It resolves short options, bundles (-vvv), attached
-// values (-bSRC), values that start with "-", and the optional-argument rule
-// (the value must be attached: --set-env=FILE, -W4G).
+// The one pass over argv: options in order, positionals, the command.
 struct Normalised {
-    std::vector<std::string> args;       // the program, then the options, for Argh
     std::vector<std::string> positional;
     std::vector<Occurrence> in_order;
     std::vector<std::string> command;
@@ -57,13 +50,11 @@ struct Normalised {
 void take(Normalised& n, const Option& o, std::optional<std::string> value) {
     if (value && value->empty())
         throw UsageError(cat("option --", o.long_name, " needs a non-empty argument"));
-    n.in_order.push_back({o.long_name, value});
-    n.args.push_back(value ? cat("--", o.long_name, "=", *value) : cat("--", o.long_name));
+    n.in_order.push_back({o.long_name, std::move(value)});
 }
 
 Normalised normalise(const Spec& spec, int argc, const char* const* argv) {
     Normalised n;
-    n.args.emplace_back(argc > 0 ? argv[0] : spec.program);
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a.empty())
@@ -143,26 +134,6 @@ Parsed parse(const Spec& spec, int argc, const char* const* argv) {
     }
 
     p.positional = std::move(n.positional);
-    if (!spec.argh_check)
-        return p;
-    // Argh parses the normalised options ("--name", "--name=value"); it must
-    // agree with pass 1 on every one, which also catches anything pass 1 let
-    // through by mistake. Positionals stay pass 1's: Argh takes a lone "-"
-    // for an option.
-    std::vector<const char*> cargv;
-    cargv.reserve(n.args.size());
-    for (const auto& s : n.args)
-        cargv.push_back(s.c_str());
-    argh::parser argh(static_cast<int>(cargv.size()), cargv.data(),
-                      argh::parser::PREFER_FLAG_FOR_UNREG_OPTION);
-    for (const auto& f : argh.flags())
-        if (find_long(spec, f) == nullptr || p.count(f) == 0)
-            throw UsageError(cat("unrecognized option '--", f, "'"));
-    for (const auto& [name, value] : argh.params()) {
-        (void)value;
-        if (find_long(spec, name) == nullptr || p.count(name) == 0)
-            throw UsageError(cat("unrecognized option '--", name, "'"));
-    }
     return p;
 }
 

@@ -1,8 +1,17 @@
 // cli.hh: command-line plumbing shared by the tools. One option table per
-// tool drives parsing, --help, and the docs-sane check against the man page.
-// Argh does the final parse; this layer works around its pitfalls (repeated
-// options keep only the first value, "--" does not end options, values that
-// start with "-" are lost, an empty argument aborts).
+// tool is the truth: it drives the parse, --help, and the docs-sane check
+// against the man page.
+//
+// Which parser each tool uses: every tool (ch-run, ch-convert, ch-checkns)
+// parses with parse() below, one table-driven pass, and no tool uses Argh.
+// Argh 1.3.2 can't be the parser for any of them: a repeated option keeps
+// only its first value (-b), "--" does not end options, a value that starts
+// with "-" is lost (--unset-env -FOO), an empty argument aborts on an
+// assert, a lone "-" is taken for an option, and its number test builds an
+// istringstream per argument, whose first use sets up libstdc++'s locales
+// (3% of a ch-run start). Working around all that left Argh re-parsing what
+// this pass had already decided, a second parse that could only disagree, so
+// it was dropped (STYLE.md §7: Argh does real work or is not used).
 #pragma once
 
 #include <functional>
@@ -31,11 +40,6 @@ struct Spec {
     std::string description; // one paragraph
     std::vector<Option> options;
     bool command_after_dashdash = false; // everything after the first "--" is opaque
-    // Argh parses pass 1's result again and must agree with it. Off for
-    // ch-run only: Argh's number test builds an istringstream for every
-    // argument, and that first stream initialises libstdc++'s locales,
-    // 0.08 ms (3%) of every start of a container.
-    bool argh_check = true;
 };
 
 // One occurrence of an option, in command-line order.
@@ -58,8 +62,11 @@ struct Parsed {
     std::optional<std::string> value(const std::string& name) const;
 };
 
-// Throws UsageError for unknown options, missing values and empty arguments.
-// A single-valued option given twice keeps its last value, as argp does.
+// Short options, bundles (-vvv), attached values (-bSRC, --bind=SRC), values
+// that start with "-", optional arguments (attached only: --set-env=FILE,
+// -W4G) and "--" as getopt/argp treat them. Throws UsageError for unknown
+// options, missing values and empty arguments. A single-valued option given
+// twice keeps its last value, as argp does.
 Parsed parse(const Spec& spec, int argc, const char* const* argv);
 
 std::string help_text(const Spec& spec);

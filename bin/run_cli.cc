@@ -44,7 +44,6 @@ const Spec spec = {
          "overlay a writable tmpfs of SIZE (default 12%) on the image"},
     },
     true,
-    false, // no Argh: see cli.hh
 };
 
 unsigned parse_id(const std::string& opt, const std::string& v) {
@@ -55,14 +54,19 @@ unsigned parse_id(const std::string& opt, const std::string& v) {
 }
 
 // tmpfs size: digits with an optional k/m/g/% suffix; anything else (say a
-// comma) could smuggle extra mount options.
+// comma) could smuggle extra mount options. Zero is refused: to tmpfs,
+// size=0 means no limit at all.
 void check_size(const std::string& v) {
     std::size_t i = 0;
-    while (i < v.size() && v[i] >= '0' && v[i] <= '9')
-        i++;
+    bool nonzero = false;
+    for (; i < v.size() && v[i] >= '0' && v[i] <= '9'; i++)
+        nonzero = nonzero || v[i] != '0';
     const bool ok = i > 0 && (i == v.size() || (i + 1 == v.size() && std::string("kKmMgG%").find(v[i]) != std::string::npos));
     if (!ok)
         throw UsageError(cat("bad --write-fake size: ", printable(v), " (e.g. 4G, 512m, 25%)"));
+    if (!nonzero)
+        throw UsageError(cat("bad --write-fake size: ", printable(v),
+                             " (must be more than zero; tmpfs takes 0 for no limit)"));
 }
 
 run::EnvDelta set_env_delta(const std::optional<std::string>& arg, char sep) {

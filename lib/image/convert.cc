@@ -12,6 +12,7 @@
 #include "image/formats.hh"
 #include "image/image.hh"
 #include "image/squash.hh"
+#include "storage/layout.hh"
 #include "storage/publish.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -189,10 +190,9 @@ Format detect_input_format(std::string_view in, const fs::path& storage,
     if (::stat(path.c_str(), &st) != 0) {
         if (errno != ENOENT || in.starts_with("/") || in.starts_with("./") || in.starts_with("../"))
             throw_errno("can't read ", path);
-        struct stat ist {};
-        const std::string name = checked_image_dirname(in);
+        storage::image_dirname(in); // a bad name is an error of its own
         need_storage(storage, storage_error);
-        if (::lstat((storage / "img" / name).c_str(), &ist) == 0 && S_ISDIR(ist.st_mode))
+        if (storage::find_image(storage, in)) // checks who owns the storage
             return Format::ch_image;
         fail("can't find ", printable(in), ": no such file or directory, and no image of that name "
              "in storage ", storage.string());
@@ -219,10 +219,9 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
         need_storage(req.storage, req.storage_error);
     if (p.in_fmt == Format::ch_image) {
         p.in_ref = req.in;
-        p.in_path = req.storage / "img" / checked_image_dirname(req.in);
+        p.in_path = storage::image_dir(req.storage, req.in);
         p.in_desc = cat("storage image ", printable(req.in));
-        struct stat st {};
-        if (::lstat(p.in_path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        if (!storage::find_image(req.storage, req.in))
             fail("can't find image ", printable(req.in), " in storage ", req.storage.string());
     } else {
         p.in_path = req.in;
@@ -238,7 +237,7 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
 
     if (p.out_fmt == Format::ch_image) {
         p.out_ref = req.out;
-        p.out_path = req.storage / "img" / checked_image_dirname(req.out);
+        p.out_path = storage::image_dir(req.storage, req.out);
         p.out_desc = cat("storage image ", printable(req.out));
     } else {
         p.out_path = req.out;

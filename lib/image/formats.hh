@@ -52,8 +52,4 @@ const char* tar_output_names();
 // UsageError listing the supported names otherwise).
 std::unique_ptr<Sink> make_tar_sink(const fs::path& dest);
 
-// Check a storage image name and return its directory name (see
-// storage::ref_to_dirname); throws Error for names that can't be one.
-std::string checked_image_dirname(std::string_view ref);
-
 } // namespace ch::image

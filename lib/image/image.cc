@@ -62,15 +62,16 @@ bool is_inside(const fs::path& child, const fs::path& parent) {
 Image resolve_image(std::string_view ref, const fs::path& storage, bool unsafe) {
     Image img;
     img.ref = ref;
-    const fs::path stored = storage::image_dir(storage, ref);
-    struct stat st {};
-    if (!ref.empty() && ::lstat(stored.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (auto stored = storage::find_image(storage, ref)) {
         img.kind = Kind::name;
-        img.path = stored;
+        img.path = std::move(*stored);
         return img;
     }
+    struct stat st {};
     const std::string path(ref);
     if (::stat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT && !storage::is_image_name(ref)) // a path, never a name
+            fail("can't find image ", printable(ref), ": no such file or directory");
         if (errno == ENOENT)
             fail("can't find image ", printable(ref), ": no such file or directory, and no image of "
                  "that name in ", storage.string());

@@ -306,12 +306,8 @@ private:
 std::unique_ptr<Sink> make_dir_sink(const fs::path& dest) { return std::make_unique<DirSink>(dest); }
 
 std::unique_ptr<Sink> make_storage_sink(const fs::path& storage, std::string_view ref) {
-    const std::string name = checked_image_dirname(ref);
-    std::error_code ec;
-    fs::create_directories(storage / "img", ec);
-    if (ec)
-        fail("can't create ", (storage / "img").string(), ": ", ec.message());
-    return std::make_unique<DirSink>(storage / "img" / name);
+    const std::string name = storage::image_dirname(ref);
+    return std::make_unique<DirSink>(storage::prepare_images_dir(storage) / name);
 }
 
 } // namespace ch::image

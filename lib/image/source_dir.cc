@@ -283,18 +283,8 @@ std::unique_ptr<Source> make_dir_source(const fs::path& dir, bool xattrs, std::s
     return std::make_unique<DirSource>(dir, xattrs, std::move(described_as));
 }
 
-std::string checked_image_dirname(std::string_view ref) {
-    const std::string name = storage::ref_to_dirname(ref);
-    // '/' is already gone; what is left that could name something other than
-    // one entry of STORAGE/img is "." and "..", and a leading dot would also
-    // collide with staging names.
-    if (name.empty() || name[0] == '.')
-        fail("bad image name '", printable(ref), "' (for a directory, give a path starting with / or ./)");
-    return name;
-}
-
 std::unique_ptr<Source> make_storage_source(const fs::path& storage, std::string_view ref) {
-    const fs::path dir = storage / "img" / checked_image_dirname(ref);
+    const fs::path dir = storage::image_dir(storage, ref);
     struct stat st {};
     if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
         fail("can't find image ", printable(ref), " in storage ", storage.string());

@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
+#include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
 #include "util/log.hh"
@@ -33,20 +35,6 @@ void write_proc_self(const char* file, const std::string& content) {
     const Fd fd = open_at(AT_FDCWD, cat("/proc/self/", file), O_WRONLY);
     if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size()))
         throw_errno("can't write /proc/self/", file, " (", content.substr(0, content.size() - 1), ")");
-}
-
-// One-line maps: the container id maps to the invoking id and nothing else,
-// so no other host user's files can be owned or impersonated. setgroups must
-// be denied before an unprivileged process may write gid_map (user_namespaces(7)).
-void enter_namespaces(const IdMap& uid, const IdMap& gid) {
-    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-        throw_errno("can't create user and mount namespaces (run ch-checkns to see why)");
-    write_proc_self("setgroups", "deny\n");
-    write_proc_self("uid_map", cat(uid.inside, " ", uid.outside, " 1\n"));
-    write_proc_self("gid_map", cat(gid.inside, " ", gid.outside, " 1\n"));
-    // Nothing done below may propagate back to the host's mounts.
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-        throw_errno("can't make mounts private");
 }
 
 void bind_mount(const std::string& src_proc, const std::string& dst_proc, const std::string& src,
@@ -81,10 +69,14 @@ Fd mount_scratch(const Plan& plan, const Fd& image_fd) {
     const std::string opts = cat("mode=0700,size=", plan.overlay_size.value_or("8m"));
     if (::mount("tmpfs", image_fd.proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
         throw_errno("can't mount tmpfs for ch-run's scratch space (", opts, ")");
-    // The path walk, unlike the magic link, goes through the new mount.
+    // The path walk, unlike the magic link, goes through the new mount. What
+    // it finds must be that mount: a tmpfs of our own, on top of the image.
     Fd scratch = open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
     struct statfs sf {};
-    if (::fstatfs(scratch.get(), &sf) != 0 || sf.f_type != TMPFS_MAGIC)
+    struct stat st {};
+    if (::fstatfs(scratch.get(), &sf) != 0 || sf.f_type != TMPFS_MAGIC ||
+        ::fstat(scratch.get(), &st) != 0 || st.st_uid != plan.uid.inside ||
+        mount_id(scratch.get()) == mount_id(image_fd.get()))
         fail("can't set up scratch space: ", plan.image.string(), " changed during setup");
     for (const char* d : {"root", "files", "lower", "upper", "work"}) {
         if (!plan.overlay_size && std::string_view(d) == "lower")
@@ -137,16 +129,36 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
     return root;
 }
 
+// Why an optional step is skipped, at -v: the image or the host lacks it, or
+// the image has something unusable there, which is no reason to fail a run.
+bool is_skippable(int err) {
+    return err == ENOENT || err == ENOTDIR || err == ELOOP || err == EACCES;
+}
+
+// A missing path is the common case (most hosts lack the Cray paths, most
+// images /etc/machine-id): only at -vv. Something unusable there is worth a
+// note at -v.
+void note_skip(const fs::path& dst, int err, const std::string& where) {
+    const auto level = err == ENOENT ? log::Level::debug : log::Level::verbose;
+    if (log::enabled(level))
+        log::verbose("skipping optional ", dst.string(), ": ", where, ": ", std::strerror(err));
+}
+
 // Resolve dst inside the new root; nullopt means "skip this optional step".
+// An existing destination is used wherever it resolves; a missing one is
+// created only on the root's own mount (make_in_root), never through a bind.
 std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool is_file,
                            const std::string& what) {
     Fd fd = resolve_in_root(root.get(), dst.string());
     if (fd)
         return fd;
-    if (errno != ENOENT)
-        throw_errno(what, ": ", dst.string());
-    if (need == Need::optional)
+    const int err = errno;
+    if (need == Need::optional && is_skippable(err)) {
+        note_skip(dst, err, "destination in the image");
         return std::nullopt;
+    }
+    if (err != ENOENT)
+        throw SysError(err, cat(what, ": ", dst.string()));
     if (need == Need::make_dst) {
         try {
             return make_in_root(root.get(), dst.string(), is_file);
@@ -159,50 +171,83 @@ std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool 
             else
                 e.add_context(what);
             throw;
+        } catch (Error& e) { // would cross a mount
+            throw Error(cat(what, ": ", e.what(), " (ch-run creates nothing outside the image)"));
         }
     }
     fail(what, ": destination ", dst.string(), " not found in the image (the image is read-only; "
          "-W creates missing destinations in a writable overlay)");
 }
 
-void apply_bind(const Fd& root, const Bind& b) {
-    const std::string what = cat("can't bind ", b.src.string(), " to ", b.dst.string());
-    const Fd src = try_open_at(AT_FDCWD, b.src, O_PATH);
-    if (!src) {
-        if (errno == ENOENT && b.need == Need::optional)
+// Carries out one step of the plan; std::visit needs every kind handled here.
+class StepRunner {
+public:
+    StepRunner(const Fd& root, const Fd& scratch)
+        : root_(root)
+        , scratch_(scratch) {}
+
+    void operator()(const WriteFile& w) {
+        const std::string what = cat("can't bind a generated file to ", w.dst.string());
+        const Fd files = open_dir_at(scratch_, "files");
+        const std::string name = cat(serial_++);
+        {
+            const Fd out = open_at(files.get(), name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+            write_all(out.get(), w.content, w.dst.string());
+        }
+        const Fd src = open_at(files.get(), name, O_PATH);
+        const auto dst = find_dst(root_, w.dst, w.need, true, what);
+        if (!dst)
             return;
-        throw_errno(what);
-    }
-    struct stat st {};
-    if (::fstat(src.get(), &st) != 0)
-        throw_errno(what);
-    const auto dst = find_dst(root, b.dst, b.need, !S_ISDIR(st.st_mode), what);
-    if (!dst)
-        return;
-    log::verbose("bind ", b.src.string(), " -> ", b.dst.string());
-    bind_mount(src.proc_path(), dst->proc_path(), b.src.string(), b.dst.string());
-}
-
-void apply_tmpfs(const Fd& root, const Tmpfs& t) {
-    const std::string what = cat("can't mount tmpfs on ", t.dst.string());
-    const auto dst = find_dst(root, t.dst, Need::required, false, what);
-    if (::mount("tmpfs", dst->proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, t.options.c_str()) != 0)
-        throw_errno(what);
-}
-
-void apply_write_file(const Fd& root, const Fd& scratch, const WriteFile& w, int serial) {
-    const std::string what = cat("can't bind a generated file to ", w.dst.string());
-    const Fd files = open_dir_at(scratch, "files");
-    const std::string name = cat(serial);
-    {
-        const Fd out = open_at(files.get(), name, O_WRONLY | O_CREAT | O_EXCL, 0644);
-        write_all(out.get(), w.content, w.dst.string());
-    }
-    const Fd src = open_at(files.get(), name, O_PATH);
-    const auto dst = find_dst(root, w.dst, w.need, true, what);
-    if (dst)
         bind_mount(src.proc_path(), dst->proc_path(), "a generated file", w.dst.string());
-}
+        log::verbose("write ", w.dst.string());
+    }
+
+    void operator()(const SealScratch&) {
+        if (::mount(nullptr, scratch_.proc_path().c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
+            throw_errno("can't make ch-run's scratch space unbindable");
+        log::debug("sealed scratch space");
+    }
+
+    void operator()(const Bind& b) {
+        const std::string what = cat("can't bind ", b.src.string(), " to ", b.dst.string());
+        const Fd src = try_open_at(AT_FDCWD, b.src, O_PATH);
+        if (!src) {
+            const int err = errno;
+            if (b.need == Need::optional && is_skippable(err))
+                return note_skip(b.dst, err, cat("source ", b.src.string()));
+            throw_errno(what);
+        }
+        struct stat st {};
+        if (::fstat(src.get(), &st) != 0)
+            throw_errno(what);
+        const auto dst = find_dst(root_, b.dst, b.need, !S_ISDIR(st.st_mode), what);
+        if (!dst)
+            return;
+        // A file onto a directory or the reverse: ENOTDIR.
+        if (::mount(src.proc_path().c_str(), dst->proc_path().c_str(), nullptr, MS_BIND | MS_REC,
+                    nullptr) != 0) {
+            const int err = errno;
+            if (b.need == Need::optional && is_skippable(err))
+                return note_skip(b.dst, err, "destination in the image");
+            throw_errno(what);
+        }
+        log::verbose("bind ", b.src.string(), " -> ", b.dst.string());
+    }
+
+    void operator()(const Tmpfs& t) {
+        const std::string what = cat("can't mount tmpfs on ", t.dst.string());
+        const auto dst = find_dst(root_, t.dst, Need::required, false, what);
+        if (::mount("tmpfs", dst->proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                    t.options.c_str()) != 0)
+            throw_errno(what);
+        log::verbose("tmpfs -> ", t.dst.string());
+    }
+
+private:
+    const Fd& root_;
+    const Fd& scratch_;
+    int serial_ = 0; // names of generated files in scratch/files
+};
 
 // A SquashFS image: FUSE on the mount point, in our new mount namespace
 // only, so nothing is ever mounted on the host and the kernel removes the
@@ -214,22 +259,50 @@ void apply_write_file(const Fd& root, const Fd& scratch, const WriteFile& w, int
 // mount (no allow_other), and default_permissions lets the kernel check mode
 // bits. Until hand_over returns, nothing may touch the mount: the first
 // access waits for the server's answer to FUSE_INIT.
-void mount_squash(const SquashMount& sq, const IdMap& uid, const IdMap& gid,
-                  const FuseHandOver& hand_over) {
+//
+// The mount point is opened once and mounted on through that descriptor. In
+// storage (the default), STORAGE and then mnt in it are opened without
+// following symlinks and checked to be the user's own through those same
+// descriptors, so nobody can swap either between the check and the mount.
+// Returns the mounted image's root.
+Fd mount_squash(const SquashMount& sq, const IdMap& uid, const IdMap& gid,
+                const FuseHandOver& hand_over) {
     const std::string file = sq.file.string();
+    const std::string what = cat("can't mount ", file, " on ", sq.mount_dir.string());
     Fd dev = try_open_at(AT_FDCWD, "/dev/fuse", O_RDWR);
     if (!dev)
         throw_errno_code(Exit::squash, "can't mount ", file, ": can't open /dev/fuse");
-    const Fd mp = try_open_at(AT_FDCWD, sq.mount_dir, O_PATH | O_DIRECTORY);
-    if (!mp)
-        throw_errno_code(Exit::squash, "can't mount ", file, " on ", sq.mount_dir.string());
+    Fd parent; // STORAGE, when mounting on STORAGE/mnt
+    Fd mp;
+    try {
+        if (sq.storage) {
+            parent = storage::open_trusted_dir(AT_FDCWD, *sq.storage, *sq.storage, uid.inside);
+            mp = storage::open_trusted_dir(parent.get(), sq.mount_dir.filename(), sq.mount_dir,
+                                           uid.inside);
+        } else {
+            mp = open_at(AT_FDCWD, sq.mount_dir, O_PATH | O_DIRECTORY);
+        }
+    } catch (Error& e) {
+        e.set_exit_code(Exit::squash);
+        throw;
+    }
     const std::string opts = cat("fd=", dev.get(), ",rootmode=40000,user_id=", uid.inside,
                                  ",group_id=", gid.inside, ",default_permissions");
     log::verbose("mount ", file, " on ", sq.mount_dir.string(), " (fuse.squashfuse ", opts, ")");
     if (::mount(file.c_str(), mp.proc_path().c_str(), "fuse.squashfuse",
                 MS_RDONLY | MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
-        throw_errno_code(Exit::squash, "can't mount ", file, " on ", sq.mount_dir.string());
+        throw_errno_code(Exit::squash, what);
     hand_over(std::move(dev));
+    // A descriptor names what is under a mount, so the new root is reached by
+    // a walk, which must end on another mount than the directory under it.
+    Fd root = sq.storage ? try_open_at(parent.get(), sq.mount_dir.filename(),
+                                       O_PATH | O_DIRECTORY | O_NOFOLLOW)
+                         : try_open_at(AT_FDCWD, sq.mount_dir, O_PATH | O_DIRECTORY);
+    if (!root)
+        throw_errno_code(Exit::squash, what);
+    if (mount_id(root.get()) == mount_id(mp.get()))
+        throw Error(cat(what, ": the mount point changed during setup"), Exit::squash);
+    return root;
 }
 
 // pivot_root(".", ".") stacks the old root on top of the new one, and the
@@ -256,32 +329,31 @@ void pivot_into(const Fd& root) {
 
 } // namespace
 
+// One-line maps: the container id maps to the invoking id and nothing else,
+// so no other host user's files can be owned or impersonated. setgroups must
+// be denied before an unprivileged process may write gid_map (user_namespaces(7)).
+void enter_namespaces(const IdMap& uid, const IdMap& gid, std::string_view hint) {
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+        throw_errno("can't create user and mount namespaces", hint);
+    write_proc_self("setgroups", "deny\n");
+    write_proc_self("uid_map", cat(uid.inside, " ", uid.outside, " 1\n"));
+    write_proc_self("gid_map", cat(gid.inside, " ", gid.outside, " 1\n"));
+    // Nothing done below may propagate back to the host's mounts.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        throw_errno("can't make mounts private");
+}
+
 void apply(const Plan& plan, const FuseHandOver& hand_over) {
-    enter_namespaces(plan.uid, plan.gid);
-    if (plan.squash)
-        mount_squash(*plan.squash, plan.uid, plan.gid, hand_over);
+    enter_namespaces(plan.uid, plan.gid, " (run ch-checkns to see why)");
     // Opened after unshare: a descriptor from the old namespace names a mount
     // that is not in ours, and bind mounts from it fail with EINVAL.
-    const Fd image_fd = open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
+    const Fd image_fd = plan.squash ? mount_squash(*plan.squash, plan.uid, plan.gid, hand_over)
+                                    : open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
     const Fd scratch = mount_scratch(plan, image_fd);
     const Fd root = mount_root(plan, image_fd, scratch);
-    // Generated files are bound first, while the scratch space can still be
-    // a bind source; no default bind touches their destinations.
-    int serial = 0;
+    StepRunner run_step(root, scratch);
     for (const auto& step : plan.steps)
-        if (const auto* w = std::get_if<WriteFile>(&step))
-            apply_write_file(root, scratch, *w, serial++);
-    // Then the scratch space becomes unbindable, so that recursive binds of
-    // /dev, /tmp and friends don't carry it (and a view of the image) into the
-    // container when the image lives under one of them.
-    if (::mount(nullptr, scratch.proc_path().c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
-        throw_errno("can't make ch-run's scratch space unbindable");
-    for (const auto& step : plan.steps) {
-        if (const auto* b = std::get_if<Bind>(&step))
-            apply_bind(root, *b);
-        else if (const auto* t = std::get_if<Tmpfs>(&step))
-            apply_tmpfs(root, *t);
-    }
+        std::visit(run_step, step);
     pivot_into(root);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <string_view>
 
 #include "run/plan.hh"
 #include "util/fd.hh"
@@ -12,6 +13,12 @@ namespace ch::run {
 // For a SquashFS plan: gives the mounted /dev/fuse descriptor to the FUSE
 // server and returns once it serves (SquashServer::hand_over).
 using FuseHandOver = std::function<void(Fd fuse_dev)>;
+
+// Create a user and a mount namespace, map uid and gid (one line each: inside
+// -> outside) and make every mount private, so nothing done afterwards
+// reaches the host's mounts. Used by apply and by the probes (probe.cc);
+// hint ends the message when unshare fails.
+void enter_namespaces(const IdMap& uid, const IdMap& gid, std::string_view hint = {});
 
 // Create the user and mount namespaces, write the id maps, mount the
 // SquashFS image if the plan has one (then hand_over is required), build the

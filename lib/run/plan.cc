@@ -79,15 +79,16 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
     }
     const Need need_dst = p.writable_root() ? Need::make_dst : Need::required;
 
-    for (const auto& d : default_binds())
-        p.steps.emplace_back(Bind{d.path, d.path, d.required ? Need::required : Need::optional});
-
     if (!opts.no_passwd) {
         Account acct{p.uid.inside, p.gid.inside, host.user,
                      host.group_name.empty() ? host.user : host.group_name, host.gecos, home_dst};
         p.steps.emplace_back(WriteFile{"/etc/passwd", make_passwd(acct), need_dst});
         p.steps.emplace_back(WriteFile{"/etc/group", make_group(acct), need_dst});
     }
+    p.steps.emplace_back(SealScratch{});
+
+    for (const auto& d : default_binds())
+        p.steps.emplace_back(Bind{d.path, d.path, d.required ? Need::required : Need::optional});
 
     if (opts.private_tmp)
         p.steps.emplace_back(Tmpfs{"/tmp", "mode=1777"});
@@ -103,15 +104,19 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
     return p;
 }
 
-Plan make_squash_plan(const RunOptions& opts, const fs::path& file, const fs::path& mount_dir,
+Plan make_squash_plan(const RunOptions& opts, const fs::path& file, const fs::path& storage,
                       const HostFacts& host) {
-    Plan p = make_plan(opts, mount_dir, host);
-    p.squash = SquashMount{file, mount_dir};
+    const fs::path mount_dir = opts.mount ? *opts.mount : storage::mount_dir(storage);
+    RunOptions ro = opts;
+    ro.write = false; // FUSE serves it read-only: nothing could be created in it
+    if (opts.write && opts.home && !opts.write_fake && host.user.size() > 0 &&
+        !(host.image_has && host.image_has("/home/" + host.user)))
+        fail("can't use --home with -w on SquashFS image ", file.string(), ": /home/", host.user,
+             " must be created and the image is read-only (without -w, --home adds a writable "
+             "layer, -W)");
+    Plan p = make_plan(ro, mount_dir, host);
+    p.squash = SquashMount{file, mount_dir, opts.mount ? std::nullopt : std::optional(storage)};
     return p;
-}
-
-fs::path squash_mount_dir(const RunOptions& opts, const fs::path& storage) {
-    return opts.mount ? *opts.mount : storage::default_mount_dir(storage);
 }
 
 namespace {
@@ -136,9 +141,13 @@ std::string describe(const Step& s) {
                 return cat("bind ", st.src.string(), " -> ", st.dst.string(), " (", need_name(st.need), ")");
             else if constexpr (std::is_same_v<T, Tmpfs>)
                 return cat("tmpfs -> ", st.dst.string(), " (", st.options, ")");
-            else
+            else if constexpr (std::is_same_v<T, WriteFile>)
                 return cat("write ", st.dst.string(), " (", st.content.size(), " bytes, ",
                            need_name(st.need), ")");
+            else if constexpr (std::is_same_v<T, SealScratch>)
+                return "seal scratch space (unbindable from here on)";
+            else
+                static_assert(sizeof(T) == 0, "describe: a step kind is not handled");
         },
         s);
 }
@@ -147,7 +156,8 @@ std::string describe(const Plan& p) {
     std::string out = cat("uid map: ", p.uid.inside, " ", p.uid.outside, " 1\n",
                           "gid map: ", p.gid.inside, " ", p.gid.outside, " 1\n",
                           p.squash ? cat("squash: mount ", p.squash->file.string(), " on ",
-                                         p.squash->mount_dir.string(), " (FUSE, read-only)\n")
+                                         p.squash->mount_dir.string(), " (FUSE, read-only",
+                                         p.squash->storage ? ", storage checked" : "", ")\n")
                                    : std::string(),
                           "image: ", p.image.string(),
                           p.overlay_size ? cat(" (overlay on tmpfs size=", *p.overlay_size, ")")

@@ -48,7 +48,15 @@ struct WriteFile {
     Need need = Need::required;
 };
 
-using Step = std::variant<Bind, Tmpfs, WriteFile>;
+// From here on ch-run's scratch space (where generated files live) can't be
+// a bind source: recursive binds of /dev, /tmp and friends must not carry it,
+// and through it a view of the image, into the container when the image lives
+// under one of them. So every WriteFile comes before this step.
+struct SealScratch {};
+
+// One step of the plan. apply() dispatches with std::visit, so a new kind
+// does not compile until apply, describe and the tests handle it.
+using Step = std::variant<WriteFile, SealScratch, Bind, Tmpfs>;
 
 // A SquashFS image, mounted with FUSE on mount_dir inside the container's
 // new mount namespace (never on the host) right after the namespaces are
@@ -56,6 +64,10 @@ using Step = std::variant<Bind, Tmpfs, WriteFile>;
 struct SquashMount {
     fs::path file;      // the image, absolute
     fs::path mount_dir; // -m DIR, or STORAGE/mnt
+    // Set when mount_dir is STORAGE/mnt: apply opens STORAGE, then mnt in
+    // it, without following symlinks, and checks both are the user's own
+    // through those descriptors before mounting on the second.
+    std::optional<fs::path> storage;
 };
 
 struct Plan {
@@ -89,16 +101,19 @@ struct DefaultBind {
 };
 const std::vector<DefaultBind>& default_binds();
 
-// Throws UsageError for a bad --bind destination (relative, "/", or climbing
-// out of the image) or --home without $HOME.
+// Steps come in this order: generated files, SealScratch, default binds,
+// /tmp, home, --bind in command-line order; a destination made by a later
+// step can thus never hide an earlier one's. Throws UsageError for a bad
+// --bind destination (relative, "/", or climbing out of the image) or --home
+// without $HOME.
 Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFacts& host);
 
-// The same for a SquashFS image: the image directory is the mount point.
-Plan make_squash_plan(const RunOptions& opts, const fs::path& file, const fs::path& mount_dir,
+// The same for a SquashFS image, mounted on -m DIR or STORAGE/mnt, which then
+// is the image directory. The image is read-only whatever -w says (so -w
+// creates no destination); -w with --home is refused when /home/$USER would
+// have to be created (Error).
+Plan make_squash_plan(const RunOptions& opts, const fs::path& file, const fs::path& storage,
                       const HostFacts& host);
-
-// Where a SquashFS image is mounted: -m DIR as given, else STORAGE/mnt.
-fs::path squash_mount_dir(const RunOptions& opts, const fs::path& storage);
 
 std::string describe(const Step& s);
 std::string describe(const Plan& p);

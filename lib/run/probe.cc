@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "run/apply.hh"
 #include "util/child.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -34,23 +35,12 @@ std::string read_sysctl(const char* path) {
     }
 }
 
-void write_file(const std::string& path, const std::string& content) {
-    const Fd fd = open_at(AT_FDCWD, path, O_WRONLY);
-    write_all(fd.get(), content, path);
-}
-
-// In the child: a user and mount namespace like ch-run's, with a private
+// In the child: the namespaces ch-run makes (the same code), with a private
 // tmpfs at /tmp to play in.
 void enter_sandbox() {
-    const uid_t uid = ::geteuid();
-    const gid_t gid = ::getegid();
-    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-        throw_errno("unshare(CLONE_NEWUSER|CLONE_NEWNS) failed");
-    write_file("/proc/self/setgroups", "deny\n");
-    write_file("/proc/self/uid_map", cat(uid, " ", uid, " 1\n"));
-    write_file("/proc/self/gid_map", cat(gid, " ", gid, " 1\n"));
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-        throw_errno("can't make mounts private");
+    const unsigned uid = ::geteuid();
+    const unsigned gid = ::getegid();
+    enter_namespaces({uid, uid}, {gid, gid});
     if (::mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m") != 0)
         throw_errno("can't mount tmpfs");
 }

@@ -103,6 +103,12 @@ void write_all(int fd, std::string_view data, std::string_view what) {
 
 namespace {
 
+std::string_view trim_left(std::string_view s) {
+    while (!s.empty() && (s[0] == ' ' || s[0] == '\t'))
+        s.remove_prefix(1);
+    return s;
+}
+
 constexpr int max_symlinks = 40; // the kernel's own limit (MAXSYMLINKS)
 
 std::deque<std::string> components(std::string_view path) {
@@ -127,12 +133,30 @@ std::string read_link_at(int fd) {
     }
 }
 
+// Where a walk that would create c in the current directory leaves root's
+// mount: "" if it doesn't, else the first directory on the way (as a path
+// inside root) that is on another mount.
+std::string crossed_mount(int rootfd, const std::vector<Fd>& stack,
+                          const std::vector<std::string>& names) {
+    const auto root_mnt = mount_id(rootfd);
+    if (!root_mnt || stack.empty() || mount_id(stack.back().get()) == root_mnt)
+        return {};
+    for (std::size_t i = 0; i < stack.size(); i++)
+        if (mount_id(stack[i].get()) != root_mnt)
+            return "/" + join({names.begin(), names.begin() + static_cast<long>(i) + 1}, "/");
+    return "/" + join(names, "/"); // not reached: the last one differs
+}
+
 // The shared walk. With create set, missing components are made (directories,
-// or an empty file for the last one if last_is_file).
-Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool last_is_file) {
+// or an empty file for the last one if last_is_file), but only on root's own
+// mount: *crossed then names the mount point that stopped it (errno EXDEV).
+Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool last_is_file,
+        std::string* crossed = nullptr) {
     // The stack holds the directories from root down to the current one, so
     // ".." pops instead of opening "..": a walk can't climb out of root.
+    // names[i] is stack[i]'s name, for messages.
     std::vector<Fd> stack;
+    std::vector<std::string> names;
     auto current = [&]() { return stack.empty() ? rootfd : stack.back().get(); };
     std::deque<std::string> todo = components(path);
     int links = 0;
@@ -141,12 +165,23 @@ Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool 
         todo.pop_front();
         const bool last = todo.empty();
         if (c == "..") {
-            if (!stack.empty())
+            if (!stack.empty()) {
                 stack.pop_back();
+                names.pop_back();
+            }
             continue;
         }
         Fd next(::openat(current(), c.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
         if (!next && errno == ENOENT && create) {
+            // Creating through another mount (a bind of a host directory)
+            // would create on the host; only root's own mount is ours to change.
+            if (std::string mp = crossed_mount(rootfd, stack, names); !mp.empty()) {
+                if (crossed != nullptr)
+                    *crossed = cat("can't create /", join(names, "/"), names.empty() ? "" : "/", c,
+                                   " under the mount at ", mp);
+                errno = EXDEV;
+                return Fd();
+            }
             int rc = 0;
             if (last && last_is_file) {
                 rc = ::openat(current(), c.c_str(),
@@ -175,8 +210,10 @@ Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool 
                 errno = ENOENT;
                 return Fd();
             }
-            if (target[0] == '/')
-                stack.clear(); // absolute targets restart at root, not at the host's /
+            if (target[0] == '/') { // absolute targets restart at root, not at the host's /
+                stack.clear();
+                names.clear();
+            }
             auto more = components(target);
             todo.insert(todo.begin(), more.begin(), more.end());
             continue;
@@ -186,6 +223,7 @@ Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool 
             return Fd();
         }
         stack.push_back(std::move(next));
+        names.push_back(c);
     }
     if (stack.empty()) // the path named root itself
         return Fd(::openat(rootfd, ".", O_PATH | O_CLOEXEC));
@@ -222,10 +260,39 @@ Fd resolve_in_root(int rootfd, std::string_view path, FollowLast follow) {
 }
 
 Fd make_in_root(int rootfd, std::string_view path, bool last_is_file) {
-    Fd fd = walk(rootfd, path, FollowLast::yes, true, last_is_file);
+    std::string crossed;
+    Fd fd = walk(rootfd, path, FollowLast::yes, true, last_is_file, &crossed);
+    if (!fd && !crossed.empty())
+        throw Error(crossed);
     if (!fd)
         throw_errno("can't create ", path);
     return fd;
+}
+
+std::optional<std::uint64_t> mount_id_from_fdinfo(int fd) {
+    try {
+        for (const auto& line : split(read_file(cat("/proc/self/fdinfo/", fd)), '\n')) {
+            unsigned long long id = 0;
+            if (line.starts_with("mnt_id:") && parse_uint(trim_left(line.substr(7)), ~0ULL, id))
+                return id;
+        }
+    } catch (const Error&) {
+    }
+    return std::nullopt;
+}
+
+std::optional<std::uint64_t> mount_id(int fd) {
+    static bool have_statx_mnt_id = true;
+    if (have_statx_mnt_id) {
+        struct statx stx {};
+        // AT_STATX_DONT_SYNC: on FUSE, no round trip to the server for attributes not asked for.
+        if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_MNT_ID,
+                    &stx) == 0 &&
+            (stx.stx_mask & STATX_MNT_ID) != 0)
+            return stx.stx_mnt_id;
+        have_statx_mnt_id = false; // before Linux 5.8
+    }
+    return mount_id_from_fdinfo(fd);
 }
 
 std::string normalize_abs(std::string_view path) {

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -81,8 +82,17 @@ Fd resolve_in_root_walk(int rootfd, std::string_view path, FollowLast follow = F
 
 // Like resolve_in_root, but creates missing directories (mode 0755) on the
 // way; if last_is_file, the last component is created as an empty file
-// instead. Throws SysError naming path.
+// instead. Creates only on rootfd's own mount: where the walk would have to
+// create under another mount (a bind inside root, reached directly or through
+// a symlink), it throws Error naming that mount point. Throws SysError naming
+// path for other failures.
 Fd make_in_root(int rootfd, std::string_view path, bool last_is_file);
+
+// The id of the mount fd is on (statx STATX_MNT_ID from Linux 5.8, else
+// /proc/self/fdinfo); nullopt if neither says.
+std::optional<std::uint64_t> mount_id(int fd);
+// The fdinfo way alone, so tests can cover it on kernels with statx's.
+std::optional<std::uint64_t> mount_id_from_fdinfo(int fd);
 
 // Lexically normalise an in-image path: collapse "//", ".", and ".." (which
 // stops at the root). The result is absolute.

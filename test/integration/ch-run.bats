@@ -331,6 +331,14 @@ writable_image() {
     assert_output_has 'bind /dev -> /dev (required)'
     assert_output_has "bind $scratch -> /mnt/0 (required)"
     [[ $output =~ ch-run\[[0-9]+\]: ]]
+    # The plan lists the steps in the order they are carried out (and -v
+    # logs them as they are): generated files, the seal, then the binds.
+    local plan done_
+    plan=$(grep -E '^(write|seal|bind) ' <<<"$output" | cut -d' ' -f1-2 | tr '\n' ' ')
+    done_=$(sed -nE 's/^ch-run\[[0-9]+\]: (write|bind) ([^ ]+).*/\1 \2/p' <<<"$output" | tr '\n' ' ')
+    [[ $plan == 'write /etc/passwd write /etc/group seal scratch bind /dev '* ]]
+    [[ $done_ == 'write /etc/passwd write /etc/group bind /dev bind /proc '* ]]
+    [[ $done_ == *"bind /tmp bind $scratch "* ]]
 }
 
 @test 'ch-run: no descriptor leaks into the container' {

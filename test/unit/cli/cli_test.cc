@@ -1,4 +1,5 @@
-// cli_test.cc: the option layer, including Argh's four pitfalls (STYLE.md §7).
+// cli_test.cc: the option layer: the one parser every tool uses, and the
+// Argh pitfalls it must not have (STYLE.md §7, bin/cli.hh).
 #include <doctest/doctest.h>
 
 #include "cli.hh"
@@ -107,35 +108,30 @@ TEST_SUITE("cli") {
         CHECK(p.command == std::vector<std::string>{"hi"});
     }
 
-    TEST_CASE("cli: without Argh's second parse (ch-run), the same results") {
-        ch::cli::Spec fast = spec;
-        fast.argh_check = false;
-        const std::vector<std::vector<const char*>> cases = {
-            {"-b", "/a", "--bind", "/b", "-vv", "img", "--", "ls", "-l"},
-            {"--set-env=X=1", "--unset-env", "-FOO", "-W", "img", "cmd", "-q"},
-            {"-c", "-", "img", "a", "b", "--", "c"},
-            {"-", "-v", "img", "--", "-"},
-            {"-W4G", "--write-fake=1g", "--home", "img"},
-        };
-        for (const auto& c : cases) {
-            const char* argv[32] = {"tool"};
-            int argc = 1;
-            for (const char* a : c)
-                argv[argc++] = a;
-            const auto slow = ch::cli::parse(spec, argc, argv);
-            const auto quick = ch::cli::parse(fast, argc, argv);
-            CHECK(quick.positional == slow.positional);
-            CHECK(quick.command == slow.command);
-            CHECK(quick.values == slow.values);
-            CHECK(quick.counts == slow.counts);
-            CHECK(quick.saw_dashdash == slow.saw_dashdash);
-        }
-        const char* bad[] = {"tool", "--nope", "img"};
-        CHECK_THROWS_AS(ch::cli::parse(fast, 3, bad), ch::UsageError);
-        // A lone "-" is a positional (Argh would take it for an option).
-        const char* dash[] = {"tool", "-", "cmd"};
-        CHECK(ch::cli::parse(fast, 3, dash).positional == std::vector<std::string>{"-", "cmd"});
-        CHECK(ch::cli::parse(spec, 3, dash).positional == std::vector<std::string>{"-", "cmd"});
+    TEST_CASE("cli: a lone - is a positional, before and after --") {
+        const auto p = parse({"-", "-v", "img", "--", "-"});
+        CHECK(p.positional == std::vector<std::string>{"-", "img"});
+        CHECK(p.command == std::vector<std::string>{"-"});
+        CHECK(p.count("verbose") == 1);
+        const auto q = parse({"-c", "-", "img"});
+        CHECK(q.value("cd") == "-");
+    }
+
+    TEST_CASE("cli: every option and value comes out as the table says, in one pass") {
+        const auto p = parse({"-b", "/a", "--bind", "/b", "-vv", "--set-env=X=1", "--unset-env", "-FOO",
+                              "-W", "--home", "img", "cmd", "-q", "--", "ls", "-l"});
+        CHECK(p.values.at("bind") == std::vector<std::string>{"/a", "/b"});
+        CHECK(p.count("verbose") == 2);
+        CHECK(p.values.at("set-env") == std::vector<std::string>{"X=1"});
+        CHECK(p.values.at("unset-env") == std::vector<std::string>{"-FOO"});
+        CHECK(p.has("write-fake"));
+        CHECK_FALSE(p.value("write-fake").has_value());
+        CHECK(p.has("home"));
+        CHECK(p.count("quiet") == 1);
+        CHECK(p.positional == std::vector<std::string>{"img", "cmd"});
+        CHECK(p.command == std::vector<std::string>{"ls", "-l"});
+        CHECK(p.saw_dashdash);
+        CHECK(p.in_order.size() == 9); // -vv counts twice
     }
 
     TEST_CASE("cli: --help lists every visible option") {

@@ -33,4 +33,17 @@ TEST_CASE("ch-run: -m needs a value; given twice, the last one counts (as with a
     CHECK(parse_run({"-m", "/a", "-m", "/b", "img.sqfs", "--", "true"}).mount == "/b");
 }
 
+TEST_CASE("ch-run: -W takes a size; zero is refused (tmpfs would take it as no limit)") {
+    CHECK(parse_run({"-W", "img", "--", "true"}).write_fake == "12%");
+    CHECK(parse_run({"-W4G", "img", "--", "true"}).write_fake == "4G");
+    CHECK(parse_run({"--write-fake=10%", "img", "--", "true"}).write_fake == "10%");
+    CHECK(parse_run({"-W100", "img", "--", "true"}).write_fake == "100");
+    for (const char* zero : {"-W0", "-W0%", "-W00", "--write-fake=0k", "--write-fake=0G"})
+        CHECK_THROWS_WITH_AS(parse_run({zero, "img", "--", "true"}),
+                             doctest::Contains("must be more than zero"), UsageError);
+    CHECK_THROWS_WITH_AS(parse_run({"-W1G,uid=0", "img", "--", "true"}),
+                         doctest::Contains("bad --write-fake size"), UsageError);
+    CHECK_THROWS_AS(parse_run({"-W%", "img", "--", "true"}), UsageError);
+}
+
 } // TEST_SUITE

@@ -30,10 +30,19 @@ RunOptions opts() {
     return o;
 }
 
+// Where the default binds start: after the generated files and SealScratch.
+std::size_t first_default_bind(const Plan& p) {
+    for (std::size_t i = 0; i < p.steps.size(); i++)
+        if (std::holds_alternative<SealScratch>(p.steps[i]))
+            return i + 1;
+    FAIL("no SealScratch step");
+    return 0;
+}
+
 // The steps after the default binds (which are checked on their own).
 std::vector<std::string> tail_steps(const Plan& p) {
     std::vector<std::string> out;
-    for (std::size_t i = default_binds().size(); i < p.steps.size(); i++)
+    for (std::size_t i = first_default_bind(p) + default_binds().size(); i < p.steps.size(); i++)
         out.push_back(describe(p.steps[i]));
     return out;
 }
@@ -41,26 +50,41 @@ std::vector<std::string> tail_steps(const Plan& p) {
 } // namespace
 
 TEST_SUITE("run/plan") {
-    TEST_CASE("plan: defaults: one-line id maps, read-only image, default binds, passwd, /tmp") {
+    TEST_CASE("plan: defaults: one-line id maps, read-only image, passwd, seal, default binds, /tmp") {
         const Plan p = make_plan(opts(), "/img", host());
         CHECK(p.uid.inside == 1000);
         CHECK(p.uid.outside == 1000);
         CHECK(p.gid.inside == 100);
         CHECK_FALSE(p.writable_root());
         CHECK(p.cwd == "/");
-        REQUIRE(p.steps.size() == default_binds().size() + 3);
-        CHECK(describe(p.steps[0]) == "bind /dev -> /dev (required)");
-        CHECK(describe(p.steps[1]) == "bind /proc -> /proc (required)");
-        CHECK(describe(p.steps[2]) == "bind /sys -> /sys (required)");
-        CHECK(describe(p.steps[3]) == "bind /etc/hosts -> /etc/hosts (optional)");
-        const auto t = tail_steps(p);
-        CHECK(t[0].starts_with("write /etc/passwd ("));
-        CHECK(t[0].ends_with(", required)"));
-        CHECK(t[1].starts_with("write /etc/group ("));
-        CHECK(t[2] == "bind /tmp -> /tmp (required)");
-        const auto* pw = std::get_if<WriteFile>(&p.steps[default_binds().size()]);
+        // Generated files first: they are bound from the scratch space, which
+        // is sealed before any recursive bind could carry it along.
+        REQUIRE(p.steps.size() == 3 + default_binds().size() + 1);
+        CHECK(describe(p.steps[0]).starts_with("write /etc/passwd ("));
+        CHECK(describe(p.steps[0]).ends_with(", required)"));
+        CHECK(describe(p.steps[1]).starts_with("write /etc/group ("));
+        CHECK(describe(p.steps[2]) == "seal scratch space (unbindable from here on)");
+        CHECK(describe(p.steps[3]) == "bind /dev -> /dev (required)");
+        CHECK(describe(p.steps[4]) == "bind /proc -> /proc (required)");
+        CHECK(describe(p.steps[5]) == "bind /sys -> /sys (required)");
+        CHECK(describe(p.steps[6]) == "bind /etc/hosts -> /etc/hosts (optional)");
+        CHECK(tail_steps(p) == std::vector<std::string>{"bind /tmp -> /tmp (required)"});
+        const auto* pw = std::get_if<WriteFile>(&p.steps[0]);
         REQUIRE(pw != nullptr);
         CHECK(pw->content.find("alice:x:1000:100:Alice:/home/alice:/bin/sh\n") != std::string::npos);
+    }
+
+    TEST_CASE("plan: describe lists the steps in the order apply runs them") {
+        const Plan p = make_plan(opts(), "/img", host());
+        std::string expected;
+        for (const auto& s : p.steps)
+            expected += describe(s) + "\n";
+        const std::string d = describe(p);
+        CHECK(d.find(expected) != std::string::npos);
+        // With --no-passwd the seal still comes before the first bind.
+        auto o = opts();
+        o.no_passwd = true;
+        CHECK(std::holds_alternative<SealScratch>(make_plan(o, "/img", host()).steps[0]));
     }
 
     TEST_CASE("plan: --uid/--gid change the inside of the map only") {
