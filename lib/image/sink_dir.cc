@@ -150,17 +150,16 @@ private:
                 const int err = errno;
                 if (!must)
                     return -1;
-                const std::string shown = printable(join({comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(i) + 1}, "/"));
+                const std::string shown = quote_name(join({comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(i) + 1}, "/"));
+                const std::string what = cat("can't create ", quote_name(path + "/..."), ": parent ", shown);
                 struct stat st {};
                 if ((err == ELOOP || err == ENOTDIR)
                     && ::fstatat(at, comps[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-                    fail("can't create ", printable(path), "/...: parent '", shown,
-                         "' is a symlink (not followed)");
+                    fail(what, " is a symlink (not followed)");
                 if (err == ENOTDIR)
-                    fail("can't create ", printable(path), "/...: parent '", shown,
-                         "' is not a directory");
+                    fail(what, " is not a directory");
                 if (err == ENOENT)
-                    fail("can't create ", printable(path), "/...: parent '", shown, "' is missing");
+                    fail(what, " is missing");
                 errno = err;
                 throw_errno("can't open ", shown);
             }
@@ -307,11 +306,12 @@ std::unique_ptr<Sink> make_dir_sink(const fs::path& dest) { return std::make_uni
 
 std::unique_ptr<Sink> make_storage_sink(const fs::path& storage, std::string_view ref) {
     const std::string name = checked_image_dirname(ref);
+    const fs::path images = storage::images_dir(storage);
     std::error_code ec;
-    fs::create_directories(storage / "img", ec);
+    fs::create_directories(images, ec);
     if (ec)
-        fail("can't create ", (storage / "img").string(), ": ", ec.message());
-    return std::make_unique<DirSink>(storage / "img" / name);
+        fail("can't create ", images.string(), ": ", ec.message());
+    return std::make_unique<DirSink>(images / name);
 }
 
 } // namespace ch::image

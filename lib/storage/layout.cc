@@ -43,8 +43,10 @@ std::string dirname_to_ref(std::string_view name) {
     return out;
 }
 
+fs::path images_dir(const fs::path& storage) { return storage / "img"; }
+
 fs::path image_dir(const fs::path& storage, std::string_view ref) {
-    return storage / "img" / ref_to_dirname(ref);
+    return images_dir(storage) / ref_to_dirname(ref);
 }
 
 fs::path default_mount_dir(const fs::path& storage) { return storage / "mnt"; }

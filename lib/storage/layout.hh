@@ -24,6 +24,7 @@ StorageDir storage_dir(const std::optional<fs::path>& option);
 std::string ref_to_dirname(std::string_view ref);
 std::string dirname_to_ref(std::string_view name);
 
+fs::path images_dir(const fs::path& storage); // STORAGE/img
 fs::path image_dir(const fs::path& storage, std::string_view ref);
 fs::path default_mount_dir(const fs::path& storage);
 

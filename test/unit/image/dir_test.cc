@@ -275,7 +275,7 @@ TEST_CASE("storage: images go to STORAGE/img/NAME; bad names are refused") {
     CHECK_THROWS_AS(make_storage_sink(tmp / "st", "../x"), Error);
 }
 
-TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leaving nothing") {
+TEST_CASE("pump: hostile tarballs end inside the image or fail, leaving nothing") {
     TempDir tmp;
     const auto outside = tmp / "outside";
     fs::create_directories(outside);
@@ -290,7 +290,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         auto src = make_tar_source(tar);
         auto sink = make_dir_sink(dest);
         UnpackRules rules;
-        convert_stream(*src, *sink, rules, dest.string());
+        pump(*src, *sink, rules, dest.string());
         sink->commit();
         CHECK(fs::is_empty(outside));
         CHECK(slurp(dest / outside.relative_path() / "pwned") == "gotcha");
@@ -303,7 +303,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         {
             auto sink = make_dir_sink(dest);
             UnpackRules rules;
-            CHECK_THROWS_WITH_AS(convert_stream(*src, *sink, rules, dest.string()),
+            CHECK_THROWS_WITH_AS(pump(*src, *sink, rules, dest.string()),
                                  ("can't unpack " + tar.string() +
                                   ": entry 'a/../../outside/x': path leaves the image").c_str(),
                                  Error);
@@ -315,7 +315,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         auto src = make_tar_source(tar);
         auto sink = make_dir_sink(dest);
         UnpackRules rules;
-        CHECK_THROWS_WITH_AS(convert_stream(*src, *sink, rules, dest.string()),
+        CHECK_THROWS_WITH_AS(pump(*src, *sink, rules, dest.string()),
                              doctest::Contains("entry 'passwd': hard link target '/etc/passwd' is not an earlier entry"),
                              Error);
     }
@@ -327,7 +327,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         auto src = make_tar_source(tar);
         auto sink = make_dir_sink(dest);
         UnpackRules rules;
-        convert_stream(*src, *sink, rules, dest.string());
+        pump(*src, *sink, rules, dest.string());
         sink->commit();
         CHECK(fs::is_directory(dest / "dev"));
         CHECK(fs::is_empty(dest / "dev"));
