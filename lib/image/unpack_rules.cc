@@ -399,7 +399,7 @@ UnpackRules::Node& UnpackRules::resolve_hardlink(Entry& e, const std::string& re
 
 // Remove the tarbomb's wrapping directory from the front of comps.
 void UnpackRules::strip_wrapper(Entry& e, std::vector<std::string>& comps) const {
-    if (opts_.strip_top.empty() || comps.empty())
+    if (opts_.strip_top.empty() || comps.empty() || initialising_)
         return;
     if (comps.front() != opts_.strip_top)
         fail(entry_prefix(e.path), "not under ", quote_name(opts_.strip_top),
@@ -516,6 +516,17 @@ bool UnpackRules::exists_nofollow(const std::string& path) {
 }
 
 void UnpackRules::init_image(std::vector<Entry>& out, std::int64_t mtime) {
+    // These names are the image's own, never under a tarbomb's wrapper.
+    struct Flag {
+        bool& f;
+        explicit Flag(bool& flag)
+            : f(flag) {
+            f = true;
+        }
+        ~Flag() { f = false; }
+        Flag(const Flag&) = delete;
+        Flag& operator=(const Flag&) = delete;
+    } flag(initialising_);
     auto make = [&](const std::string& path, EntryType type) {
         if (exists_nofollow(path))
             return;

@@ -146,6 +146,7 @@ private:
     UnpackOptions opts_;
     UnpackStats stats_;
     unsigned layer_ = 0;
+    bool initialising_ = false; // in init_image: names are not stripped
     std::unique_ptr<Node> root_;
 };
 

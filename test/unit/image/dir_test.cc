@@ -338,3 +338,32 @@ TEST_CASE("pump: hostile tarballs end inside the image or fail, leaving nothing"
 }
 
 } // TEST_SUITE
+
+TEST_SUITE("image/convert") {
+
+TEST_CASE("why_not_replace: images and image archives may be replaced, nothing else") {
+    TempDir tmp;
+    CHECK(why_not_replace(tmp / "missing").empty());
+    fs::create_directories(tmp / "empty");
+    CHECK(why_not_replace(tmp / "empty").empty());
+    fs::create_directories(tmp / "img" / "etc");
+    fs::create_directories(tmp / "img" / "ch");
+    CHECK(why_not_replace(tmp / "img").empty());
+    fs::create_directories(tmp / "home" / "etc");
+    fs::create_directory_symlink(tmp / "img" / "ch", tmp / "home" / "ch"); // a symlink is not a directory here
+    CHECK(why_not_replace(tmp / "home") == "it is a directory that doesn't look like an image");
+    spit(tmp / "empty-file", "");
+    CHECK(why_not_replace(tmp / "empty-file").empty());
+    spit(tmp / "x.sqfs", "hsqs and more");
+    CHECK(why_not_replace(tmp / "x.sqfs").empty());
+    write_tar(tmp / "x.tar", {{.name = "f"}});
+    CHECK(why_not_replace(tmp / "x.tar").empty());
+    write_tar(tmp / "x.tar.zst", {{.name = "f"}}, Filter::zstd);
+    CHECK(why_not_replace(tmp / "x.tar.zst").empty());
+    spit(tmp / "notes.txt", "precious");
+    CHECK(why_not_replace(tmp / "notes.txt") == "it is a file that is not an image archive");
+    fs::create_symlink(tmp / "notes.txt", tmp / "link");
+    CHECK(why_not_replace(tmp / "link") == "it is not a regular file or directory");
+}
+
+} // TEST_SUITE

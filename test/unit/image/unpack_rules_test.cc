@@ -497,6 +497,9 @@ TEST_CASE("unpack: a tarbomb's wrapping directory is found and stripped") {
         CHECK(r.apply(hlink("img/bin/false", "img/bin/true")).at(0).link_target == "bin/true");
         CHECK(r.apply(slink("img/lib", "/img/usr/lib")).at(0).link_target == "/img/usr/lib"); // verbatim
         CHECK_THROWS_WITH_AS(r.apply(make("other")), doctest::Contains("entry 'other': not under 'img'"), Error);
+        std::vector<Entry> made;
+        r.init_image(made, 0); // not stripped, and not refused for it
+        CHECK(made.size() == 20); // all but bin
     }
     SUBCASE("files without a directory entry for the wrapper") {
         TarbombProbe p;
