@@ -40,7 +40,7 @@ constexpr std::string_view whiteout_prefix = ".wh.";
 constexpr std::string_view opaque_marker = ".wh..wh..opq";
 constexpr std::string_view overlay_xattr_prefix = "user.overlay.";
 
-enum class Split { ok, dotdot, too_long, too_deep };
+enum class Split { ok, dotdot, too_long, too_deep, long_name };
 
 // Components of name without "" and "."; stops at the first ".." and as
 // soon as the normalised path would exceed the limits.
@@ -56,6 +56,8 @@ Split split_components(std::string_view name, std::vector<std::string>& out) {
         if (c == "..")
             return Split::dotdot;
         if (!c.empty() && c != ".") {
+            if (c.size() > max_name_bytes)
+                return Split::long_name;
             bytes += (out.empty() ? 0 : 1) + c.size();
             if (bytes > max_path_bytes)
                 return Split::too_long;
@@ -73,6 +75,8 @@ std::string entry_prefix(std::string_view raw) { return cat("entry ", quote_name
 std::string limit_problem(Split s) {
     if (s == Split::too_long)
         return cat("longer than ", max_path_bytes, " bytes");
+    if (s == Split::long_name)
+        return cat("made of a name longer than ", max_name_bytes, " bytes");
     return cat("more than ", max_depth, " components deep");
 }
 
@@ -225,6 +229,9 @@ UnpackRules::Walk UnpackRules::resolve_parent(const std::vector<std::string>& co
     int links = 0;
     bool redirected = false;
     auto push = [&](const std::string& c, Node* node) {
+        if (c.size() > max_name_bytes) // from a symlink's target
+            fail(entry_prefix(e.path), "path resolves (through symlinks) to one ",
+                 limit_problem(Split::long_name));
         lengths.push_back(path.size());
         if (!path.empty())
             path += '/';

@@ -28,8 +28,11 @@ namespace ch::image {
 // parents, has at most this many bytes (PATH_MAX: more can't be passed to a
 // system call whole) ...
 inline constexpr std::size_t max_path_bytes = 4096;
-// ... and at most this many components.
+// ... and at most this many components ...
 inline constexpr std::size_t max_depth = 1024;
+// ... each at most this many bytes (NAME_MAX: no Linux filesystem, and no
+// SquashFS, can hold a longer name).
+inline constexpr std::size_t max_name_bytes = 255;
 // An entry's extended attributes, as the source delivers them (before any
 // are dropped): at most this many bytes of names and values together (the
 // kernel's XATTR_LIST_MAX and XATTR_SIZE_MAX are 64 KiB each) ...
@@ -69,7 +72,8 @@ struct UnpackStats {
 
 // Split an entry name into components: leading "/" and "./", empty and "."
 // components dropped. Throws Error "entry 'NAME': path leaves the image" for
-// any ".." component, and for a path over max_path_bytes or max_depth
+// any ".." component, and for a path over max_path_bytes, max_depth or
+// max_name_bytes
 // (checked as it goes: a 40 KB name costs no more than a 4 KB one). Sets
 // absolute if the name started with "/".
 std::vector<std::string> split_entry_path(std::string_view name, bool& absolute);

@@ -376,11 +376,15 @@ TEST_CASE("unpack: names up to 4096 bytes and with control characters are fine")
     std::string longname;
     for (int i = 0; i < 19; i++)
         longname += std::string(200, static_cast<char>('a' + i % 26)) + "/";
+    longname += std::string(255, 'y') + "/";
     longname += std::string(4096 - longname.size(), 'z');
     REQUIRE(longname.size() == 4096);
     const auto out = r.apply(make("/./" + longname));
-    CHECK(out.size() == 20);
+    CHECK(out.size() == 21);
     CHECK(out.back().path == longname);
+    CHECK_THROWS_WITH_AS(r.apply(make("d/" + std::string(256, 'n'))),
+                         doctest::Contains("(258 bytes): path is made of a name longer than 255 bytes"),
+                         Error);
     CHECK(r.apply(make("new\nline")).at(0).path == "new\nline");
 }
 
@@ -397,8 +401,11 @@ TEST_CASE("unpack: a too long or deep path is refused, its name shortened in the
                          Error);
     // Normalisation comes first: what counts is the path as it will be written.
     CHECK(r.apply(make(std::string(5000, '/') + "x")).at(0).path == "x");
-    CHECK_THROWS_WITH_AS(r.apply(make(std::string(4097, 'x'))),
-                         doctest::Contains("(4097 bytes): path is longer than 4096 bytes"), Error);
+    std::string over;
+    while (over.size() < 4097)
+        over += std::string(200, 'x') + "/";
+    CHECK_THROWS_WITH_AS(r.apply(make(over)),
+                         doctest::Contains("(4221 bytes): path is longer than 4096 bytes"), Error);
     CHECK(r.stats().parents_made == 0); // nothing was made for the refused entries
 }
 
@@ -414,11 +421,14 @@ TEST_CASE("unpack: a path more than 1024 components deep is refused") {
 
 TEST_CASE("unpack: symlinks can't stretch a path past the limits") {
     UnpackRules r;
-    const std::string long_dir(4000, 'd');
+    std::string long_dir;
+    for (int i = 0; i < 20; i++)
+        long_dir += (i == 0 ? "" : "/") + std::string(199, 'd');
+    REQUIRE(long_dir.size() == 3999);
     r.apply(dir(long_dir));
     r.apply(slink("l", long_dir));
-    CHECK(r.apply(make("l/" + std::string(95, 'f'))).at(0).path == long_dir + "/" + std::string(95, 'f'));
-    CHECK_THROWS_WITH_AS(r.apply(make("l/" + std::string(96, 'f'))),
+    CHECK(r.apply(make("l/" + std::string(96, 'f'))).at(0).path == long_dir + "/" + std::string(96, 'f'));
+    CHECK_THROWS_WITH_AS(r.apply(make("l/" + std::string(97, 'f'))),
                          doctest::Contains("path resolves (through symlinks) to one longer than 4096 bytes"),
                          Error);
     // a -> b/b/.../b (600 deep); a/a would be 1200 components deep
