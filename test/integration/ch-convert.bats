@@ -58,6 +58,9 @@ owner_writable() {
 make_input() {
     local d=$1
     mkdir -p "$d"/{bin,dev,usr/lib,etc,empty,ro,tmp}
+    # what unpacking a tarball would otherwise add (unpack_init)
+    mkdir -p "$d"/{proc,sys,ch,mnt/{0..9}}
+    touch "$d"/etc/{hosts,resolv.conf}
     printf '#!/bin/sh\necho hello\n' > "$d/bin/hello"
     chmod 0755 "$d/bin/hello"
     printf 'secret\n' > "$d/etc/private"
@@ -366,11 +369,11 @@ huge_sparse_round_trip() {
     huge_sparse_round_trip tar.gz
 }
 
-@test 'ch-convert: names longer than PATH_MAX' {
+@test 'ch-convert: paths near the 4096-byte limit, longer than PATH_MAX under OUT' {
     run ch-convert "$hostile/longname.tar" ./out
     assert_status 0
     # walk down one component at a time: the whole path is too long for open(2)
-    (cd out && for c in a b c d e f g h i j k l m n o p q r s t; do cd "$(printf '%250s' '' | tr ' ' "$c")"; done && [[ $(cat leaf) == deep ]])
+    (cd out && for c in a b c d e f g h i j k l m n o p; do cd "$(printf '%250s' '' | tr ' ' "$c")"; done && [[ $(cat leaf) == deep ]])
     run ch-convert ./out long.tar.zst
     assert_status 0
     run ch-convert long.tar.zst ./back
