@@ -20,7 +20,7 @@ init_paths=(bin dev etc mnt proc sys tmp usr mnt/0 mnt/1 mnt/2 mnt/3 mnt/4 mnt/5
 # unpack_init makes (but with /bin/sh, passwd and group).
 bare_busybox() {
     cp -a "$ch_busybox" "$1"
-    rm -rf "$1"/{dev,proc,sys,tmp,mnt,ch} "$1"/etc/{hosts,resolv.conf}
+    rm -rf "${1:?}"/{dev,proc,sys,tmp,mnt,ch} "${1:?}"/etc/{hosts,resolv.conf}
     [[ ! -e $1/dev && -x $1/bin/sh ]]
 }
 
