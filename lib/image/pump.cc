@@ -42,9 +42,11 @@ public:
     }
 
     void rewind() override { fail("internal error: a sink may not rewind its source"); }
+
     std::string describe() const override { return inner_.describe(); }
 
     bool failed() const { return failed_; }
+
     std::uint64_t take_bytes() { return std::exchange(bytes_, 0); }
 
 private:
@@ -60,8 +62,11 @@ private:
 class NoData final : public Source {
 public:
     bool next(Entry&) override { return false; }
+
     std::size_t read(void*, std::size_t) override { return 0; }
+
     void rewind() override {}
+
     std::string describe() const override { return "the unpacking rules"; }
 };
 
@@ -72,7 +77,8 @@ void check_cancel(Cancel cancel) {
         throw Interrupted();
 }
 
-PumpStats pump(Source& src, Sink& sink, UnpackRules& rules, const std::string& dest, Cancel cancel) {
+PumpStats pump(Source& src, Sink& sink, UnpackRules& rules, const std::string& dest,
+               Cancel cancel) {
     PumpStats stats;
     Progress progress(cat("converting ", src.describe()));
     CountingSource counting(src, progress, stats, cancel);

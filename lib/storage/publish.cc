@@ -3,14 +3,14 @@
 // descriptor whose owner was checked first.
 #include "storage/publish.hh"
 
+#include <atomic>
+#include <cerrno>
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
 
 #include "util/error.hh"
 #include "util/log.hh"
@@ -45,8 +45,8 @@ Fd open_own_entry(int dirfd, const std::string& name, uid_t uid, struct stat& st
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
         return {};
     if (!fd) { // ours but unreadable (only a directory can get here usefully)
-        if (!S_ISDIR(st.st_mode)
-            || ::chmod(path.proc_path().c_str(), (st.st_mode & 07777) | 0700) != 0)
+        if (!S_ISDIR(st.st_mode) ||
+            ::chmod(path.proc_path().c_str(), (st.st_mode & 07777) | 0700) != 0)
             return {};
         fd = try_open_at(AT_FDCWD, path.proc_path(), O_RDONLY | O_DIRECTORY);
     }
@@ -76,14 +76,18 @@ void sweep_staging(const fs::path& dir, const SweepHook& hook) {
     const uid_t me = ::geteuid();
     TreeHook tree_hook;
     if (hook)
-        tree_hook = [&](const std::string& n) { hook("open-dir", n); };
+        tree_hook = [&](const std::string& n) {
+            hook("open-dir", n);
+        };
     for (const auto& n : names) {
         if (!is_staging_name(n))
             continue;
         const std::string shown = (dir / n).string();
         if (hook)
             hook("open", n);
+
         struct stat st {};
+
         Fd fd = open_own_entry(dfd.get(), n, me, st);
         // The owner holds an flock on the staging path itself while it works.
         if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
@@ -92,7 +96,8 @@ void sweep_staging(const fs::path& dir, const SweepHook& hook) {
             if (hook)
                 hook("remove", n);
             if (S_ISDIR(st.st_mode)) {
-                if ((st.st_mode & 0700) != 0700 && ::fchmod(fd.get(), (st.st_mode & 07777) | 0700) != 0)
+                if ((st.st_mode & 0700) != 0700 &&
+                    ::fchmod(fd.get(), (st.st_mode & 07777) | 0700) != 0)
                     throw_errno("can't make ", shown, " writable");
                 // Empty what was checked (a duplicate, so the lock is held
                 // until the end), then remove the name if it is still a
@@ -152,7 +157,8 @@ void Staged::publish() {
                 throw_errno("can't move ", staging_.string(), " to ", dest_.string());
             // Swap the new tree in atomically, then remove the old one, which
             // now sits at the staging path (still locked by us).
-            if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_EXCHANGE) != 0)
+            if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_EXCHANGE) !=
+                0)
                 throw_errno("can't replace ", dest_.string());
             published_ = true;
             try {

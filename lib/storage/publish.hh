@@ -10,12 +10,12 @@
 // through descriptors opened without following symlinks.
 #pragma once
 
-#include <sys/types.h>
-
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
+
+#include <sys/types.h>
 
 #include "util/fd.hh"
 
@@ -35,7 +35,9 @@ public:
     ~Staged(); // removes the staging path unless published
 
     const fs::path& path() const { return staging_; }
+
     const fs::path& dest() const { return dest_; }
+
     // Rename into place, replacing dest (for a directory: atomically swapped
     // in, then the old one removed). The caller decides whether replacing is
     // allowed.

@@ -5,15 +5,15 @@
 // only the current directory's descriptor is held open.
 #include "util/tree.hh"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/error.hh"
 
@@ -55,7 +55,9 @@ Fd open_dir_to_remove(int dirfd, const std::string& name, const std::string& sho
         // through /proc/self/fd, which names exactly the inode opened, then
         // open that inode again.
         const Fd path = try_open_at(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+
         struct stat st {};
+
         if (!path || ::fstat(path.get(), &st) != 0)
             throw_errno("can't open ", shown);
         if (::chmod(path.proc_path().c_str(), (st.st_mode & 07777) | 0700) != 0)
@@ -69,7 +71,9 @@ Fd open_dir_to_remove(int dirfd, const std::string& name, const std::string& sho
         }
         throw_errno("can't open ", shown);
     }
+
     struct stat st {};
+
     if (::fstat(fd.get(), &st) != 0)
         throw_errno("can't stat ", shown);
     // If this fails (not ours), removing the entries below says why.
@@ -84,6 +88,7 @@ namespace {
 // removed (or was already gone), false if it is a directory.
 bool remove_if_not_dir(int dirfd, const std::string& name, const std::string& shown) {
     struct stat st {};
+
     if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT)
             return true;
@@ -106,6 +111,7 @@ void empty_dir(Fd dir, const std::string& shown, const TreeHook& hook) {
         dev_t dev = 0;
         ino_t ino = 0;
     };
+
     std::vector<Frame> stack;
     Fd cur = std::move(dir);
     // Only for messages: the path of name below the top.
@@ -148,7 +154,9 @@ void empty_dir(Fd dir, const std::string& shown, const TreeHook& hook) {
         const std::string name = f.name;
         const std::string shown_here = where("");
         Fd up = try_open_at(cur.get(), "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+
         struct stat st {};
+
         if (!up || ::fstat(up.get(), &st) != 0)
             throw_errno("can't open the parent of ", shown_here);
         stack.pop_back();

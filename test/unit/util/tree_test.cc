@@ -1,13 +1,13 @@
 // tree_test.cc: removing trees: any depth with one descriptor at a time,
 // unreadable directories, and a symlink swapped in mid-removal.
+#include <filesystem>
+#include <fstream>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <doctest/doctest.h>
-
-#include <filesystem>
-#include <fstream>
 
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -63,10 +63,10 @@ TEST_SUITE("util/tree") {
         });
         CHECK(swapped);
         CHECK_FALSE(fs::exists(base / "t"));
-        CHECK((fs::status(base / "victim").permissions() & fs::perms::all)
-              == (fs::perms::owner_read | fs::perms::owner_write));
-        CHECK((fs::status(base / "moved").permissions() & fs::perms::all)
-              == (fs::perms::owner_read | fs::perms::owner_exec));
+        CHECK((fs::status(base / "victim").permissions() & fs::perms::all) ==
+              (fs::perms::owner_read | fs::perms::owner_write));
+        CHECK((fs::status(base / "moved").permissions() & fs::perms::all) ==
+              (fs::perms::owner_read | fs::perms::owner_exec));
         fs::permissions(base / "moved", fs::perms::owner_all);
         ch::remove_tree(base);
     }
@@ -77,12 +77,16 @@ TEST_SUITE("util/tree") {
         std::ofstream(base / "t" / "a" / "b" / "f") << "x";
         fs::create_directories(base / "elsewhere");
         bool moved = false;
-        CHECK_THROWS_WITH_AS(ch::remove_tree(base / "t", [&](const std::string& name) {
-            if (name != "b" || moved)
-                return;
-            fs::rename(base / "t" / "a", base / "elsewhere" / "a"); // a's ".." is now elsewhere
-            moved = true;
-        }), doctest::Contains("it was moved while being removed"), ch::Error);
+        CHECK_THROWS_WITH_AS(ch::remove_tree(base / "t",
+                                             [&](const std::string& name) {
+                                                 if (name != "b" || moved)
+                                                     return;
+                                                 fs::rename(base / "t" / "a",
+                                                            base / "elsewhere" /
+                                                                "a"); // a's ".." is now elsewhere
+                                                 moved = true;
+                                             }),
+                             doctest::Contains("it was moved while being removed"), ch::Error);
         CHECK(fs::exists(base / "elsewhere")); // never removed through the moved directory's ".."
         ch::remove_tree(base);
         CHECK_FALSE(fs::exists(base));
