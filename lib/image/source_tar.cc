@@ -176,9 +176,13 @@ private:
             if (archive_entry_sparse_reset(ae) > 0) {
                 std::vector<Extent> xs;
                 la_int64_t off = 0, len = 0;
-                while (archive_entry_sparse_next(ae, &off, &len) == ARCHIVE_OK)
+                while (archive_entry_sparse_next(ae, &off, &len) == ARCHIVE_OK) {
                     if (off >= 0 && len > 0)
                         xs.push_back({static_cast<std::uint64_t>(off), static_cast<std::uint64_t>(len)});
+                    if (xs.size() > max_extents)
+                        fail("can't read ", path_.string(), ": entry ", quote_name(e.path),
+                             ": sparse map of more than ", max_extents, " regions");
+                }
                 // One region covering the whole file is just a file.
                 if (!(xs.size() == 1 && xs[0].offset == 0 && xs[0].length == e.size))
                     e.sparse = std::move(xs);

@@ -100,6 +100,8 @@ bool is_init_dir(std::string_view name) {
 void check_sparse(Entry& e, std::string_view raw) {
     if (!e.sparse)
         return;
+    if (e.sparse->size() > max_extents)
+        fail(entry_prefix(raw), "sparse map of more than ", max_extents, " regions");
     std::vector<Extent> kept;
     std::uint64_t end = 0;
     for (const auto& x : *e.sparse) {

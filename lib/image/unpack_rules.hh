@@ -40,6 +40,9 @@ inline constexpr std::size_t max_xattr_bytes = 64 * 1024;
 // ... and at most this many attributes.
 inline constexpr std::size_t max_xattrs = 1024;
 
+// A sparse file has at most this many data regions (16 MiB of map).
+inline constexpr std::size_t max_extents = 1 << 20;
+
 // Throws Error "entry 'NAME': ..." if count attributes taking bytes bytes
 // (names plus values) exceed the limits above. Sources call it while they
 // collect attributes, so they stop reading at the limit.

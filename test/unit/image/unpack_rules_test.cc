@@ -256,6 +256,11 @@ TEST_CASE("unpack: sparse maps are checked") {
     CHECK_THROWS_AS(r.apply(f), Error);
     f.sparse = std::vector<Extent>{{90, 20}};
     CHECK_THROWS_AS(r.apply(f), Error);
+    f.size = 4 << 20;
+    f.sparse = std::vector<Extent>((1 << 20) + 1);
+    for (std::size_t i = 0; i < f.sparse->size(); i++)
+        (*f.sparse)[i] = {2 * i, 1};
+    CHECK_THROWS_WITH_AS(r.apply(f), "entry 's': sparse map of more than 1048576 regions", Error);
 }
 
 TEST_CASE("unpack: the root must be a directory") {
