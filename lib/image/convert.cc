@@ -3,10 +3,9 @@
 #include "image/convert.hh"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstring>
@@ -18,7 +17,7 @@
 #include "util/error.hh"
 #include "util/fd.hh"
 #include "util/log.hh"
-#include "util/progress.hh"
+#include "util/progress.hh" // human_bytes
 
 namespace ch::image {
 
