@@ -3,6 +3,7 @@
 #include "image/convert.hh"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,7 +18,7 @@
 #include "util/error.hh"
 #include "util/fd.hh"
 #include "util/log.hh"
-#include "util/progress.hh"
+#include "util/progress.hh" // human_bytes
 
 namespace ch::image {
 
@@ -36,63 +37,6 @@ bool matches_tar_glob(std::string_view name) {
         return false;
     return name.substr(dot - 4, 4) == ".tar" && name.find('/', dot) == std::string_view::npos;
 }
-
-// Thrown when asked to stop; its message needs no context.
-class Interrupted : public Error {
-public:
-    Interrupted()
-        : Error("interrupted") {}
-};
-
-void check_cancel(const volatile std::sig_atomic_t* cancel) {
-    if (cancel != nullptr && *cancel != 0)
-        throw Interrupted();
-}
-
-// Hands the sink the current entry's data while counting it, and remembers
-// whether a failure came from the source, so that messages say which side
-// failed.
-class CountingSource final : public Source {
-public:
-    CountingSource(Source& inner, Progress& progress, const ConvertStats& stats,
-                   const volatile std::sig_atomic_t* cancel)
-        : inner_(inner)
-        , progress_(progress)
-        , stats_(stats)
-        , cancel_(cancel) {}
-
-    bool next(Entry&) override {
-        fail("internal error: a sink may only read the current entry's data");
-    }
-
-    std::size_t read(void* buf, std::size_t n) override {
-        check_cancel(cancel_);
-        std::size_t got = 0;
-        try {
-            got = inner_.read(buf, n);
-        } catch (...) {
-            failed_ = true;
-            throw;
-        }
-        bytes_ += got;
-        progress_.update(stats_.entries, stats_.bytes + bytes_);
-        return got;
-    }
-
-    void rewind() override { fail("internal error: a sink may not rewind its source"); }
-    std::string describe() const override { return inner_.describe(); }
-
-    bool failed() const { return failed_; }
-    std::uint64_t take_bytes() { return std::exchange(bytes_, 0); }
-
-private:
-    Source& inner_;
-    Progress& progress_;
-    const ConvertStats& stats_;
-    const volatile std::sig_atomic_t* cancel_;
-    std::uint64_t bytes_ = 0;
-    bool failed_ = false;
-};
 
 std::unique_ptr<Source> open_source(const ConvertPlan& p) {
     switch (p.in_fmt) {
@@ -141,6 +85,29 @@ void check_not_inside(const ConvertPlan& p) {
     const fs::path out_parent = fs::weakly_canonical(fs::absolute(p.out_path).parent_path(), ec);
     if (!ec && is_inside_or_same(out_parent, in))
         fail("can't write ", p.out_desc, ": it is inside the input ", p.in_desc);
+}
+
+// A directory sink holds a descriptor per level of the path it writes, a
+// directory source one per level it reads: up to max_depth each. The soft
+// limit is often 1024 (for select(2), which nothing here uses); the hard
+// limit is what the site allows.
+void raise_fd_limit() {
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log::debug("can't raise the open-file limit: ", std::strerror(errno));
+}
+
+bool is_archive_head(const unsigned char* u, ssize_t n) {
+    const bool gz = n >= 2 && u[0] == 0x1f && u[1] == 0x8b;
+    const bool zst = n >= 4 && u[0] == 0x28 && u[1] == 0xb5 && u[2] == 0x2f && u[3] == 0xfd;
+    const bool xz = n >= 6 && std::memcmp(u, "\xfd" "7zXZ", 5) == 0;
+    const bool bz = n >= 3 && std::memcmp(u, "BZh", 3) == 0;
+    const bool tar = n >= 262 && std::memcmp(u + 257, "ustar", 5) == 0;
+    const bool sqfs = n >= 4 && std::memcmp(u, "hsqs", 4) == 0;
+    return gz || zst || xz || bz || tar || sqfs;
 }
 
 const fs::path& need_storage(const fs::path& storage, const std::string& error) {
@@ -254,7 +221,7 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
         // Anything named in storage is an image; elsewhere, only what looks
         // like one may be replaced.
         const bool stored_image = p.out_fmt == Format::ch_image && S_ISDIR(st.st_mode);
-        if (const std::string why = storage::why_not_replace(p.out_path); !stored_image && !why.empty())
+        if (const std::string why = why_not_replace(p.out_path); !stored_image && !why.empty())
             fail("can't replace ", p.out_desc, ": ", why);
         p.replaces = true;
     } else if (errno != ENOENT) {
@@ -262,6 +229,33 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
     }
     check_not_inside(p);
     return p;
+}
+
+std::string why_not_replace(const fs::path& dest) {
+    struct stat st {};
+    if (::lstat(dest.c_str(), &st) != 0)
+        return errno == ENOENT ? "" : cat("can't stat it: ", std::strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        std::error_code ec;
+        if (fs::is_empty(dest, ec) && !ec)
+            return "";
+        auto has = [&](const char* d) {
+            struct stat ds {};
+            return ::lstat((dest / d).c_str(), &ds) == 0 && S_ISDIR(ds.st_mode);
+        };
+        if ((has("bin") && has("dev") && has("usr")) || (has("etc") && has("ch")))
+            return "";
+        return "it is a directory that doesn't look like an image";
+    }
+    if (S_ISREG(st.st_mode)) {
+        unsigned char head[512] = {};
+        const Fd fd = try_open_at(AT_FDCWD, dest, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+        const ssize_t n = fd ? ::pread(fd.get(), head, sizeof head, 0) : -1;
+        if (n == 0 || is_archive_head(head, n))
+            return "";
+        return "it is a file that is not an image archive";
+    }
+    return "it is not a regular file or directory";
 }
 
 std::string describe(const ConvertPlan& p) {
@@ -274,50 +268,33 @@ std::string describe(const ConvertPlan& p) {
     return s;
 }
 
-ConvertStats convert_stream(Source& src, Sink& sink, UnpackRules& rules, const std::string& dest,
-                            const volatile std::sig_atomic_t* cancel) {
-    ConvertStats stats;
-    Progress progress(cat("converting ", src.describe()));
-    CountingSource counting(src, progress, stats, cancel);
-    std::vector<Entry> batch;
-    Entry e;
-    while (src.next(e)) {
-        check_cancel(cancel);
-        stats.entries++;
-        batch.clear();
-        try {
-            rules.apply(std::move(e), batch);
-        } catch (Error& err) {
-            err.add_context(cat("can't unpack ", src.describe()));
-            throw;
-        }
-        for (const Entry& out : batch) {
-            try {
-                sink.add(out, counting);
-            } catch (const Interrupted&) {
-                throw;
-            } catch (Error& err) {
-                if (!counting.failed())
-                    err.add_context(cat("can't write ", dest));
-                throw;
-            }
-        }
-        stats.bytes += counting.take_bytes();
-        progress.update(stats.entries, stats.bytes);
-    }
-    progress.clear();
-    return stats;
-}
-
-ConvertStats run_convert(const ConvertPlan& plan, const volatile std::sig_atomic_t* cancel) {
+PumpStats run_convert(const ConvertPlan& plan, Cancel cancel) {
     const auto start = std::chrono::steady_clock::now();
     log::verbose("input: ", plan.in_desc, " (", format_name(plan.in_fmt), ")");
     log::verbose("output: ", plan.out_desc, " (", format_name(plan.out_fmt), ")",
                  plan.out_fmt == Format::ch_image ? cat(" at ", plan.out_path.string()) : "");
+    raise_fd_limit();
     auto src = open_source(plan);
+    // Charliecloud's rules for tarballs (COMPAT.md, "Pull and convert" 3):
+    // a directory or SquashFS image and its own root, but a tarball may wrap
+    // the image in one directory, and may lack what ch-run needs.
+    const bool from_tar = plan.in_fmt == Format::tar;
+    const bool init = from_tar && plan.out_fmt != Format::tar;
+    UnpackOptions opts;
+    opts.keep_xattrs = plan.xattrs;
+    if (from_tar) {
+        TarbombProbe probe;
+        probe_tarbomb(*src, probe, cancel);
+        if (const auto top = probe.wrapper()) {
+            log::verbose("every entry is under ", quote_name(*top), "/: unpacking its contents as the image");
+            opts.strip_top = *top;
+        }
+    }
     auto sink = open_sink(plan);
-    UnpackRules rules({.keep_xattrs = plan.xattrs});
-    const ConvertStats stats = convert_stream(*src, *sink, rules, plan.out_desc, cancel);
+    UnpackRules rules(opts);
+    const PumpStats stats = pump(*src, *sink, rules, plan.out_desc, cancel);
+    if (init)
+        pump_init(*sink, rules, stats.newest_mtime, plan.out_desc);
     const UnpackStats& u = rules.stats();
     log::verbose("read ", stats.entries, " entries, ", human_bytes(stats.bytes), " of file data");
     if (u.redirected > 0)
@@ -329,7 +306,9 @@ ConvertStats run_convert(const ConvertPlan& plan, const volatile std::sig_atomic
                      " removed entries of earlier layers)");
     if (u.xattrs_dropped > 0)
         log::verbose("dropped ", u.xattrs_dropped, " extended attributes",
-                     plan.xattrs ? " outside user.*" : " (--no-xattrs)");
+                     plan.xattrs ? " outside user.* or in user.overlay.*" : " (--no-xattrs)");
+    if (u.init_made > 0)
+        log::verbose("created ", u.init_made, " missing entries ch-run needs (mount points, etc/hosts, ...)");
     for (const auto& w : rules.warnings())
         log::warning(w);
     check_cancel(cancel);

@@ -1,7 +1,7 @@
 // convert.hh: ch-convert's work. A conversion is planned first (formats,
 // paths, whether an existing output may be replaced), which is all that
-// --dry-run does, then run: source -> unpacking rules -> sink, and one
-// rename publishes the result.
+// --dry-run does, then run: source -> unpacking rules -> sink (the pump,
+// pump.hh), and one rename publishes the result.
 #pragma once
 
 #include <csignal>
@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "image/entry.hh"
+#include "image/pump.hh"
 #include "image/unpack_rules.hh"
 
 namespace ch::image {
@@ -59,6 +60,13 @@ struct ConvertPlan {
     bool xattrs = true;
 };
 
+// Whether an existing OUT may be replaced: a missing path, an empty
+// directory, a directory that looks like an image (has bin/, dev/ and usr/,
+// or etc/ and ch/), an empty file, or a file whose first bytes are those of
+// a SquashFS or (compressed) tar archive. Returns an empty string if yes,
+// else the reason why not.
+std::string why_not_replace(const fs::path& dest);
+
 // Decide everything that can be decided without converting. Throws
 // UsageError for bad combinations (same format in and out, an output name
 // with no tar compression) and Error for a missing input or an output that
@@ -68,20 +76,11 @@ ConvertPlan plan_convert(const ConvertRequest& req);
 // One line: what run_convert(plan) would do.
 std::string describe(const ConvertPlan& plan);
 
-struct ConvertStats {
-    std::uint64_t entries = 0; // entries read from the source
-    std::uint64_t bytes = 0;   // file data copied
-};
-
 // Carry out a plan. cancel, if given, is polled (set it from a signal
 // handler): a cancelled conversion throws and leaves nothing at the output.
-ConvertStats run_convert(const ConvertPlan& plan, const volatile std::sig_atomic_t* cancel = nullptr);
-
-// The core loop, for any source and sink: every entry through rules, into
-// sink. Does not commit. Errors from the rules get the context "can't unpack
-// SOURCE"; errors from the sink (but not from reading the source during
-// add) get "can't write DEST".
-ConvertStats convert_stream(Source& src, Sink& sink, UnpackRules& rules, const std::string& dest,
-                            const volatile std::sig_atomic_t* cancel = nullptr);
+// A tarball is first probed for a wrapping directory (TarbombProbe), and
+// unpacking one into a directory, storage or SquashFS ends with
+// UnpackRules::init_image (Charliecloud's unpack_init).
+PumpStats run_convert(const ConvertPlan& plan, Cancel cancel = nullptr);
 
 } // namespace ch::image

@@ -50,6 +50,11 @@ struct timespec to_timespec(std::int64_t t) {
 
 class DirSink final : public Sink {
 public:
+    ~DirSink() override {
+        for (auto& [name, child] : dirs_.children)
+            destroy(std::move(child));
+    }
+
     explicit DirSink(const fs::path& dest)
         : staged_(dest, storage::StagedKind::dir)
         , root_(open_at(AT_FDCWD, staged_.path(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW))
@@ -105,15 +110,36 @@ public:
         cache_fds_.clear();
         // Directory modes and times last: creating children would change the
         // times, and a read-only mode would stop them being created. Deepest
-        // first (reverse lexical order puts "a/b" before "a").
-        for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
-            const auto& [path, meta] = *it;
-            const Fd fd = open_path(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-            if (::fchmod(fd.get(), meta.mode) != 0)
-                throw_errno("can't set the mode of ", printable(path));
-            const struct timespec ts[2] = {to_timespec(meta.mtime), to_timespec(meta.mtime)};
-            if (::futimens(fd.get(), ts) != 0)
-                throw_errno("can't set the time of ", printable(path));
+        // first: a walk of the tree of directories, each set once all below
+        // it are, with one descriptor per level.
+        struct Frame {
+            DirNode* node;
+            Fd fd;
+            DirNode::Children::iterator next;
+        };
+        std::vector<Frame> stack;
+        stack.push_back({&dirs_, Fd(), dirs_.children.begin()});
+        std::string path; // of the top frame, for messages
+        while (!stack.empty()) {
+            Frame& f = stack.back();
+            const int at = f.fd ? f.fd.get() : root_.get();
+            if (f.next != f.node->children.end()) {
+                const auto& [name, child] = *f.next++;
+                Fd fd = open_at(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+                path += (path.empty() ? "" : "/") + name;
+                stack.push_back({child.get(), std::move(fd), child->children.begin()});
+                continue;
+            }
+            if (f.fd && f.node->known) {
+                if (::fchmod(f.fd.get(), f.node->mode) != 0)
+                    throw_errno("can't set the mode of ", printable(path));
+                const struct timespec ts[2] = {to_timespec(f.node->mtime), to_timespec(f.node->mtime)};
+                if (::futimens(f.fd.get(), ts) != 0)
+                    throw_errno("can't set the time of ", printable(path));
+            }
+            stack.pop_back();
+            const std::size_t slash = path.rfind('/');
+            path.resize(slash == std::string::npos ? 0 : slash);
         }
         if (root_mtime_) {
             const struct timespec ts[2] = {to_timespec(*root_mtime_), to_timespec(*root_mtime_)};
@@ -125,10 +151,30 @@ public:
     }
 
 private:
-    struct DirMeta {
-        mode_t mode;
-        std::int64_t mtime;
+    // The directories written, as a tree of names (not of whole paths, which
+    // would cost depth x length per directory), with what commit() sets.
+    struct DirNode {
+        using Children = std::map<std::string, std::unique_ptr<DirNode>>;
+        bool known = false; // added as an entry (not only a parent of one)
+        mode_t mode = 0755;
+        std::int64_t mtime = 0;
+        Children children;
     };
+
+    // Free a subtree without recursion.
+    static void destroy(std::unique_ptr<DirNode> n) {
+        std::vector<std::unique_ptr<DirNode>> work;
+        work.push_back(std::move(n));
+        while (!work.empty()) {
+            std::unique_ptr<DirNode> cur = std::move(work.back());
+            work.pop_back();
+            if (!cur)
+                continue;
+            for (auto& [name, child] : cur->children)
+                work.push_back(std::move(child));
+            cur->children.clear();
+        }
+    }
 
     // Descriptor of the directory at path (relative to the staging root),
     // walked one component at a time without following symlinks. Reuses the
@@ -150,17 +196,16 @@ private:
                 const int err = errno;
                 if (!must)
                     return -1;
-                const std::string shown = printable(join({comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(i) + 1}, "/"));
+                const std::string shown = quote_name(join({comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(i) + 1}, "/"));
+                const std::string what = cat("can't create ", quote_name(path + "/..."), ": parent ", shown);
                 struct stat st {};
                 if ((err == ELOOP || err == ENOTDIR)
                     && ::fstatat(at, comps[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-                    fail("can't create ", printable(path), "/...: parent '", shown,
-                         "' is a symlink (not followed)");
+                    fail(what, " is a symlink (not followed)");
                 if (err == ENOTDIR)
-                    fail("can't create ", printable(path), "/...: parent '", shown,
-                         "' is not a directory");
+                    fail(what, " is not a directory");
                 if (err == ENOENT)
-                    fail("can't create ", printable(path), "/...: parent '", shown, "' is missing");
+                    fail(what, " is missing");
                 errno = err;
                 throw_errno("can't open ", shown);
             }
@@ -168,13 +213,6 @@ private:
             cache_fds_.push_back(std::move(fd));
         }
         return comps.empty() ? root_.get() : cache_fds_.back().get();
-    }
-
-    // Open path itself (not cached), safely.
-    Fd open_path(const std::string& path, int flags) {
-        const std::size_t slash = path.rfind('/');
-        const int pfd = parent(slash == std::string::npos ? "" : path.substr(0, slash), true);
-        return open_at(pfd, slash == std::string::npos ? path : path.substr(slash + 1), flags);
     }
 
     // Make way for a new entry at parent/name: remove what is there (a whole
@@ -198,10 +236,18 @@ private:
     }
 
     void forget_below(const std::string& path) {
-        dirs_.erase(path);
-        const std::string prefix = path + "/";
-        for (auto it = dirs_.lower_bound(prefix); it != dirs_.end() && it->first.starts_with(prefix);)
-            it = dirs_.erase(it);
+        DirNode* n = &dirs_;
+        const std::vector<std::string> comps = split(path, '/');
+        for (std::size_t i = 0; i + 1 < comps.size() && n != nullptr; i++) {
+            const auto it = n->children.find(comps[i]);
+            n = it == n->children.end() ? nullptr : it->second.get();
+        }
+        if (n != nullptr) {
+            if (const auto it = n->children.find(comps.back()); it != n->children.end()) {
+                destroy(std::move(it->second));
+                n->children.erase(it);
+            }
+        }
         // Keep only descriptors shallower than path: its parent's stays valid.
         const auto keep = static_cast<std::size_t>(std::count(path.begin(), path.end(), '/'));
         if (cache_names_.size() > keep) {
@@ -220,7 +266,16 @@ private:
             if (::mkdirat(pfd, name.c_str(), 0700) != 0)
                 throw_errno("can't create directory ", printable(e.path));
         }
-        dirs_[e.path] = {e.mode, e.mtime};
+        DirNode* n = &dirs_;
+        for (const auto& c : split(e.path, '/')) {
+            auto& slot = n->children[c];
+            if (!slot)
+                slot = std::make_unique<DirNode>();
+            n = slot.get();
+        }
+        n->known = true;
+        n->mode = e.mode;
+        n->mtime = e.mtime;
         if (!e.xattrs.empty()) {
             const Fd fd = open_at(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
             set_xattrs(fd.get(), e);
@@ -296,7 +351,7 @@ private:
     std::vector<char> buf_;
     std::vector<std::string> cache_names_;
     std::vector<Fd> cache_fds_;
-    std::map<std::string, DirMeta> dirs_;
+    DirNode dirs_; // the root's node: its mode is publish()'s
     std::optional<std::int64_t> root_mtime_;
     bool xattr_warned_ = false;
 };

@@ -144,7 +144,7 @@ private:
         if (r == ARCHIVE_OK)
             return;
         const char* msg = archive_error_string(a_.get());
-        const std::string where = entry.empty() ? std::string() : cat("entry '", printable(entry), "': ");
+        const std::string where = entry.empty() ? std::string() : cat("entry ", quote_name(entry), ": ");
         if (r == ARCHIVE_WARN && msg != nullptr && std::strstr(msg, "Can't translate") != nullptr) {
             // A name that is not valid in the locale's charset: libarchive
             // stores its bytes as they are (pax hdrcharset=BINARY), so

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "image/formats.hh"
+#include "image/unpack_rules.hh"
 #include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -25,8 +26,11 @@ namespace {
 
 // user.* attributes of an open file or directory. Filesystems without
 // xattrs simply have none.
-std::vector<Xattr> read_user_xattrs(int fd, const std::string& shown) {
+// path is the entry's (for the limits' message), root the tree's.
+std::vector<Xattr> read_user_xattrs(int fd, const std::string& shown, const std::string& path,
+                                    const fs::path& root) {
     std::vector<Xattr> out;
+    std::size_t bytes = 0;
     std::string names(1024, '\0');
     ssize_t n = 0;
     while ((n = ::flistxattr(fd, names.data(), names.size())) < 0) {
@@ -52,6 +56,13 @@ std::vector<Xattr> read_user_xattrs(int fd, const std::string& shown) {
         if (m < 0)
             continue;
         value.resize(static_cast<std::size_t>(m));
+        bytes += name.size() + value.size();
+        try {
+            check_xattr_limits(path, out.size() + 1, bytes);
+        } catch (Error& e) {
+            e.add_context(cat("can't read ", root.string()));
+            throw;
+        }
         out.push_back({name, std::move(value)});
     }
     return out;
@@ -103,7 +114,7 @@ public:
             fill(e, st, "");
             e.type = EntryType::dir;
             if (xattrs_)
-                e.xattrs = read_user_xattrs(fd.get(), root_.string());
+                e.xattrs = read_user_xattrs(fd.get(), root_.string(), "", root_);
             push(std::move(fd), "");
             return true;
         }
@@ -197,7 +208,7 @@ private:
             e.type = EntryType::dir;
             Fd fd = open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
             if (xattrs_)
-                e.xattrs = read_user_xattrs(fd.get(), shown(path));
+                e.xattrs = read_user_xattrs(fd.get(), shown(path), path, root_);
             push(std::move(fd), path);
             return;
         }
@@ -254,7 +265,7 @@ private:
         extent_pos_ = 0;
         remaining_ = e.data_size();
         if (xattrs_)
-            e.xattrs = read_user_xattrs(file_.get(), shown(path));
+            e.xattrs = read_user_xattrs(file_.get(), shown(path), path, root_);
     }
 
     fs::path root_;

@@ -10,8 +10,10 @@
 #include <archive_entry.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "image/formats.hh"
+#include "image/unpack_rules.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
 #include "util/log.hh"
@@ -67,10 +69,10 @@ public:
                 la_int64_t off = 0;
                 const int r = archive_read_data_block(a_.get(), &p, &block_left_, &off);
                 if (r == ARCHIVE_EOF)
-                    fail("can't read ", path_.string(), ": entry '", printable(last_),
-                         "': data ends before its sparse map says");
+                    fail("can't read ", path_.string(), ": entry ", quote_name(last_),
+                         ": data ends before its sparse map says");
                 if (r < ARCHIVE_WARN)
-                    fail_here(cat("entry '", printable(last_), "': "));
+                    fail_here(cat("entry ", quote_name(last_), ": "));
                 block_ = static_cast<const char*>(p);
             }
             got = std::min(n, block_left_);
@@ -80,10 +82,9 @@ public:
         } else {
             const la_ssize_t r = archive_read_data(a_.get(), buf, n);
             if (r < 0)
-                fail_here(cat("entry '", printable(last_), "': "));
+                fail_here(cat("entry ", quote_name(last_), ": "));
             if (r == 0)
-                fail("can't read ", path_.string(), ": entry '", printable(last_),
-                     "': data ends early");
+                fail("can't read ", path_.string(), ": entry ", quote_name(last_), ": data ends early");
             got = static_cast<std::size_t>(r);
         }
         remaining_ -= got;
@@ -113,7 +114,7 @@ private:
     }
 
     std::string after() const {
-        return last_.empty() ? std::string() : cat("after entry '", printable(last_), "': ");
+        return last_.empty() ? std::string() : cat("after entry ", quote_name(last_), ": ");
     }
 
     [[noreturn]] void fail_here(const std::string& where) const {
@@ -157,8 +158,7 @@ private:
             break;
         default:
             if (hard == nullptr)
-                fail("can't read ", path_.string(), ": entry '", printable(e.path),
-                     "': unknown type");
+                fail("can't read ", path_.string(), ": entry ", quote_name(e.path), ": unknown type");
         }
         if (hard != nullptr) {
             e.type = EntryType::hardlink;
@@ -176,9 +176,13 @@ private:
             if (archive_entry_sparse_reset(ae) > 0) {
                 std::vector<Extent> xs;
                 la_int64_t off = 0, len = 0;
-                while (archive_entry_sparse_next(ae, &off, &len) == ARCHIVE_OK)
+                while (archive_entry_sparse_next(ae, &off, &len) == ARCHIVE_OK) {
                     if (off >= 0 && len > 0)
                         xs.push_back({static_cast<std::uint64_t>(off), static_cast<std::uint64_t>(len)});
+                    if (xs.size() > max_extents)
+                        fail("can't read ", path_.string(), ": entry ", quote_name(e.path),
+                             ": sparse map of more than ", max_extents, " regions");
+                }
                 // One region covering the whole file is just a file.
                 if (!(xs.size() == 1 && xs[0].offset == 0 && xs[0].length == e.size))
                     e.sparse = std::move(xs);
@@ -188,9 +192,19 @@ private:
             const char* xname = nullptr;
             const void* value = nullptr;
             std::size_t size = 0;
+            std::size_t count = 0, bytes = 0;
             while (archive_entry_xattr_next(ae, &xname, &value, &size) == ARCHIVE_OK) {
                 if (xname == nullptr)
                     continue;
+                // Counted as stored, duplicates too, and checked before
+                // anything is copied.
+                bytes += std::strlen(xname) + size;
+                try {
+                    check_xattr_limits(e.path, ++count, bytes);
+                } catch (Error& err) {
+                    err.add_context(cat("can't read ", path_.string()));
+                    throw;
+                }
                 // libarchive's own writer stores each attribute twice (as
                 // SCHILY.xattr and LIBARCHIVE.xattr); the last one wins.
                 std::string v(static_cast<const char*>(value), size);

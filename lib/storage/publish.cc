@@ -1,16 +1,16 @@
-// publish.cc: see publish.hh.
+// publish.cc: see publish.hh. Every name used here is made by
+// staging_name(); every change to what the sweep finds goes through a
+// descriptor whose owner was checked first.
 #include "storage/publish.hh"
 
-#include <dirent.h>
+#include <atomic>
+#include <cerrno>
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
-#include <cstring>
 
 #include "util/error.hh"
 #include "util/log.hh"
@@ -20,36 +20,99 @@ namespace ch::storage {
 
 namespace {
 
-constexpr const char* marker = ".ch-staging.";
+constexpr std::string_view marker = ".ch-staging.";
 
 fs::path parent_of(const fs::path& p) {
     return p.has_parent_path() ? p.parent_path() : fs::path(".");
 }
 
-bool is_staging_name(const std::string& n) {
-    return n.size() > 1 && n[0] == '.' && n.find(marker) != std::string::npos;
+// Open a staging entry for the sweep without following a symlink, and only
+// if uid owns it. A directory its owner can't read is made readable, through
+// the descriptor, only after the owner check. Empty Fd if it is not ours or
+// not a file or directory.
+Fd open_own_entry(int dirfd, const std::string& name, uid_t uid, struct stat& st) {
+    Fd fd = try_open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    Fd path;
+    if (!fd && errno == EACCES)
+        path = try_open_at(dirfd, name, O_PATH | O_NOFOLLOW);
+    const int any = fd ? fd.get() : path.get();
+    if (any < 0 || ::fstat(any, &st) != 0)
+        return {};
+    if (st.st_uid != uid) {
+        log::debug("not sweeping ", printable(name), ": owned by uid ", st.st_uid, ", not ", uid);
+        return {};
+    }
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+        return {};
+    if (!fd) { // ours but unreadable (only a directory can get here usefully)
+        if (!S_ISDIR(st.st_mode) ||
+            ::chmod(path.proc_path().c_str(), (st.st_mode & 07777) | 0700) != 0)
+            return {};
+        fd = try_open_at(AT_FDCWD, path.proc_path(), O_RDONLY | O_DIRECTORY);
+    }
+    return fd;
 }
 
 } // namespace
 
-void sweep_staging(const fs::path& dir) {
-    DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr)
+std::string staging_name(std::string_view dest_name, pid_t pid, unsigned serial) {
+    return cat(".", dest_name, marker, pid, ".", serial);
+}
+
+bool is_staging_name(std::string_view n) {
+    return n.size() > 1 && n[0] == '.' && n.find(marker) != std::string_view::npos;
+}
+
+void sweep_staging(const fs::path& dir, const SweepHook& hook) {
+    const Fd dfd = try_open_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
+    if (!dfd)
         return;
     std::vector<std::string> names;
-    while (const struct dirent* de = ::readdir(d))
-        if (is_staging_name(de->d_name))
-            names.emplace_back(de->d_name);
-    ::closedir(d);
+    try {
+        names = list_dir(dfd.get(), dir.string());
+    } catch (const Error&) {
+        return;
+    }
+    const uid_t me = ::geteuid();
+    TreeHook tree_hook;
+    if (hook)
+        tree_hook = [&](const std::string& n) {
+            hook("open-dir", n);
+        };
     for (const auto& n : names) {
-        const fs::path p = dir / n;
+        if (!is_staging_name(n))
+            continue;
+        const std::string shown = (dir / n).string();
+        if (hook)
+            hook("open", n);
+
+        struct stat st {};
+
+        Fd fd = open_own_entry(dfd.get(), n, me, st);
         // The owner holds an flock on the staging path itself while it works.
-        const Fd fd = try_open_at(AT_FDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
         if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
             continue;
         try {
-            remove_tree(p);
-            log::verbose("removed staging debris of a killed process: ", p.string());
+            if (hook)
+                hook("remove", n);
+            if (S_ISDIR(st.st_mode)) {
+                if ((st.st_mode & 0700) != 0700 &&
+                    ::fchmod(fd.get(), (st.st_mode & 07777) | 0700) != 0)
+                    throw_errno("can't make ", shown, " writable");
+                // Empty what was checked (a duplicate, so the lock is held
+                // until the end), then remove the name if it is still a
+                // directory: rmdir neither follows a symlink nor removes a
+                // non-empty directory swapped in meanwhile.
+                Fd dup(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+                if (!dup)
+                    throw_errno("can't duplicate a descriptor");
+                empty_dir(std::move(dup), shown, tree_hook);
+                if (::unlinkat(dfd.get(), n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+                    throw_errno("can't remove ", shown);
+            } else if (::unlinkat(dfd.get(), n.c_str(), 0) != 0 && errno != ENOENT) {
+                throw_errno("can't remove ", shown);
+            }
+            log::verbose("removed staging debris of a killed process: ", shown);
         } catch (const Error& e) {
             log::warning("can't remove staging debris: ", e.what());
         }
@@ -62,13 +125,13 @@ Staged::Staged(const fs::path& dest, StagedKind kind)
     static std::atomic<unsigned> serial{0};
     const fs::path dir = parent_of(dest);
     sweep_staging(dir);
-    staging_ = dir / cat(".", dest.filename().string(), marker, ::getpid(), ".", serial++);
+    staging_ = dir / staging_name(dest.filename().string(), ::getpid(), serial++);
     if (kind == StagedKind::dir) {
         if (::mkdir(staging_.c_str(), 0700) != 0)
             throw_errno("can't create staging directory ", staging_.string());
-        lock_ = open_at(AT_FDCWD, staging_, O_RDONLY | O_DIRECTORY);
+        lock_ = open_at(AT_FDCWD, staging_, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     } else {
-        lock_ = open_at(AT_FDCWD, staging_, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        lock_ = open_at(AT_FDCWD, staging_, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
     }
     if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0)
         throw_errno("can't lock ", staging_.string());
@@ -87,14 +150,15 @@ Staged::~Staged() {
 void Staged::publish() {
     if (kind_ == StagedKind::dir) {
         // Directories get a final mode the user expects; staging was 0700.
-        if (::chmod(staging_.c_str(), 0755) != 0)
+        if (::fchmod(lock_.get(), 0755) != 0)
             throw_errno("can't chmod ", staging_.string());
         if (::rename(staging_.c_str(), dest_.c_str()) != 0) {
             if (errno != EEXIST && errno != ENOTEMPTY && errno != EISDIR && errno != ENOTDIR)
                 throw_errno("can't move ", staging_.string(), " to ", dest_.string());
             // Swap the new tree in atomically, then remove the old one, which
             // now sits at the staging path (still locked by us).
-            if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_EXCHANGE) != 0)
+            if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_EXCHANGE) !=
+                0)
                 throw_errno("can't replace ", dest_.string());
             published_ = true;
             try {
@@ -111,40 +175,6 @@ void Staged::publish() {
             throw_errno("can't move ", staging_.string(), " to ", dest_.string());
     }
     published_ = true;
-}
-
-std::string why_not_replace(const fs::path& dest) {
-    struct stat st {};
-    if (::lstat(dest.c_str(), &st) != 0)
-        return errno == ENOENT ? "" : cat("can't stat it: ", std::strerror(errno));
-    if (S_ISDIR(st.st_mode)) {
-        std::error_code ec;
-        if (fs::is_empty(dest, ec) && !ec)
-            return "";
-        auto has = [&](const char* d) { return fs::is_directory(dest / d, ec); };
-        if ((has("bin") && has("dev") && has("usr")) || (has("etc") && has("ch")))
-            return "";
-        return "it is a directory that doesn't look like an image";
-    }
-    if (S_ISREG(st.st_mode)) {
-        char head[512] = {};
-        const Fd fd = try_open_at(AT_FDCWD, dest, O_RDONLY);
-        const ssize_t n = fd ? ::pread(fd.get(), head, sizeof head, 0) : -1;
-        if (n == 0)
-            return "";
-        if (n >= 4 && std::memcmp(head, "hsqs", 4) == 0)
-            return "";
-        const unsigned char* u = reinterpret_cast<const unsigned char*>(head);
-        const bool gz = n >= 2 && u[0] == 0x1f && u[1] == 0x8b;
-        const bool zst = n >= 4 && u[0] == 0x28 && u[1] == 0xb5 && u[2] == 0x2f && u[3] == 0xfd;
-        const bool xz = n >= 6 && std::memcmp(head, "\xfd" "7zXZ", 5) == 0;
-        const bool bz = n >= 3 && std::memcmp(head, "BZh", 3) == 0;
-        const bool tar = n >= 262 && std::memcmp(head + 257, "ustar", 5) == 0;
-        if (gz || zst || xz || bz || tar)
-            return "";
-        return "it is a file that is not an image archive";
-    }
-    return "it is not a regular file or directory";
 }
 
 } // namespace ch::storage

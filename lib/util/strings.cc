@@ -64,6 +64,24 @@ std::string printable(std::string_view s) {
     return out;
 }
 
+std::string quote_name(std::string_view s, std::size_t max) {
+    if (s.size() <= max)
+        return cat("'", printable(s), "'");
+    // Cut on character boundaries, so a multibyte character is kept whole
+    // or dropped rather than shown as \x escapes.
+    auto is_continuation = [&](std::size_t i) {
+        return (static_cast<unsigned char>(s[i]) & 0xc0) == 0x80;
+    };
+    std::size_t head = max / 2;
+    while (head > 0 && is_continuation(head))
+        head--;
+    std::size_t tail = s.size() - (max - max / 2);
+    while (tail < s.size() && is_continuation(tail))
+        tail++;
+    return cat("'", printable(s.substr(0, head)), "...", printable(s.substr(tail)), "' (", s.size(),
+               " bytes)");
+}
+
 std::vector<std::string> split(std::string_view s, char sep) {
     std::vector<std::string> parts;
     std::size_t start = 0;

@@ -47,6 +47,13 @@ std::string cat(const Parts&... parts) {
 // \n, \t, \xHH, so a hostile name can't move the cursor or recolour a terminal.
 std::string printable(std::string_view s);
 
+// A name from an image or archive, escaped as printable() does and quoted,
+// for one-line messages: 'etc/hosts'. A name longer than max bytes keeps
+// its first and last max/2 bytes around "..." and says how long it was:
+// 'a/a/a...a/a/f' (40001 bytes). A hostile 40 KB name thus can't bury the
+// reason at the end of the message.
+std::string quote_name(std::string_view s, std::size_t max = 160);
+
 std::vector<std::string> split(std::string_view s, char sep);
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 bool starts_with(std::string_view s, std::string_view prefix);

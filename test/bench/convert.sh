@@ -13,6 +13,11 @@
 # Goal (informational): ours / charliecloud wall <= 0.5 (median of the
 # per-round ratios).
 #
+# Then peak memory (/usr/bin/time's maximum RSS) of ours, tar.gz -> dir and
+# tar.gz -> squash, against the bound ch-convert(1) documents under LIMITS
+# (64 MiB plus 2 KiB per entry), and for refusing a hostile tarball (one
+# name of 20 000 components).
+#
 # Environment: CH_BENCH_CONVERT (default bin/ch-convert), CH_BENCH_PEER_CONVERT
 # (default /usr/bin/ch-convert), and lib.sh's and fixture.sh's.
 set -euo pipefail
@@ -82,6 +87,36 @@ else
     diff "$work/manifest-ours" "$work/manifest-charliecloud" | grep '^[<>]' | head -n 10 | bench_indent || true
 fi
 rm -rf "$work"/out-* "$work"/manifest-*
+
+# peak_rss OUT: our peak RSS in KiB converting the tarball to OUT (in $work),
+# as $user; empty if it failed.
+peak_rss() {
+    rm -rf "${work:?}/$1"
+    bench_as "$user" /usr/bin/time -f '%M' -o "$work/rss" "$ours" "$2" "$work/$1" >/dev/null 2>&1 || return 0
+    tail -n 1 "$work/rss"
+    rm -rf "${work:?}/$1"
+}
+entries=$(tar tzf "$tarball" | wc -l)
+bound_kib=$((65536 + 2 * entries))
+rss_dir=$(peak_rss out-mem "$tarball")
+rss_sq=$(peak_rss out-mem.sqfs "$tarball")
+python3 -c 'import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w:gz", format=tarfile.PAX_FORMAT) as t:
+    ti = tarfile.TarInfo("a/" * 20000 + "f"); ti.size = 1; t.addfile(ti, io.BytesIO(b"x"))' "$work/deep.tar.gz"
+chown "$user" "$work/deep.tar.gz"
+rm -f "$work/rss"
+bench_as "$user" /usr/bin/time -f '%M %e' -o "$work/rss" "$ours" "$work/deep.tar.gz" "$work/out-deep" >/dev/null 2>&1 || true
+read -r rss_deep secs_deep < <(tail -n 1 "$work/rss")
+mem_verdict=ok
+for r in "$rss_dir" "$rss_sq"; do
+    [[ -n $r ]] && ((r <= bound_kib)) || mem_verdict=OVER
+done
+bench_fmt '  peak RSS, ours: tar.gz -> dir %.1f MiB, -> squash %.1f MiB, for %d entries; documented bound\n' \
+    "$(bench_div "${rss_dir:-0}" 1024)" "$(bench_div "${rss_sq:-0}" 1024)" "$entries"
+bench_fmt '    64 MiB + 2 KiB x %d = %.1f MiB  %s\n' "$entries" "$(bench_div "$bound_kib" 1024)" "$mem_verdict"
+bench_fmt '  hostile (one name of 20 000 components): refused in %s s, peak RSS %.1f MiB\n' \
+    "${secs_deep:-?}" "$(bench_div "${rss_deep:-0}" 1024)"
+[[ ! -e $work/out-deep ]] || bench_note "the hostile tarball left $work/out-deep"
 
 out=$CH_BENCH_DIR/convert.tsv
 t0=$SECONDS

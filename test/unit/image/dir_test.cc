@@ -275,7 +275,7 @@ TEST_CASE("storage: images go to STORAGE/img/NAME; bad names are refused") {
     CHECK_THROWS_AS(make_storage_sink(tmp / "st", "../x"), Error);
 }
 
-TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leaving nothing") {
+TEST_CASE("pump: hostile tarballs end inside the image or fail, leaving nothing") {
     TempDir tmp;
     const auto outside = tmp / "outside";
     fs::create_directories(outside);
@@ -290,7 +290,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         auto src = make_tar_source(tar);
         auto sink = make_dir_sink(dest);
         UnpackRules rules;
-        convert_stream(*src, *sink, rules, dest.string());
+        pump(*src, *sink, rules, dest.string());
         sink->commit();
         CHECK(fs::is_empty(outside));
         CHECK(slurp(dest / outside.relative_path() / "pwned") == "gotcha");
@@ -303,7 +303,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         {
             auto sink = make_dir_sink(dest);
             UnpackRules rules;
-            CHECK_THROWS_WITH_AS(convert_stream(*src, *sink, rules, dest.string()),
+            CHECK_THROWS_WITH_AS(pump(*src, *sink, rules, dest.string()),
                                  ("can't unpack " + tar.string() +
                                   ": entry 'a/../../outside/x': path leaves the image").c_str(),
                                  Error);
@@ -315,7 +315,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         auto src = make_tar_source(tar);
         auto sink = make_dir_sink(dest);
         UnpackRules rules;
-        CHECK_THROWS_WITH_AS(convert_stream(*src, *sink, rules, dest.string()),
+        CHECK_THROWS_WITH_AS(pump(*src, *sink, rules, dest.string()),
                              doctest::Contains("entry 'passwd': hard link target '/etc/passwd' is not an earlier entry"),
                              Error);
     }
@@ -327,7 +327,7 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         auto src = make_tar_source(tar);
         auto sink = make_dir_sink(dest);
         UnpackRules rules;
-        convert_stream(*src, *sink, rules, dest.string());
+        pump(*src, *sink, rules, dest.string());
         sink->commit();
         CHECK(fs::is_directory(dest / "dev"));
         CHECK(fs::is_empty(dest / "dev"));
@@ -335,6 +335,35 @@ TEST_CASE("convert_stream: hostile tarballs end inside the image or fail, leavin
         CHECK((lstat_of(dest / "suid").st_mode & 07777) == 0755);
         CHECK(rules.stats().specials == 2);
     }
+}
+
+} // TEST_SUITE
+
+TEST_SUITE("image/convert") {
+
+TEST_CASE("why_not_replace: images and image archives may be replaced, nothing else") {
+    TempDir tmp;
+    CHECK(why_not_replace(tmp / "missing").empty());
+    fs::create_directories(tmp / "empty");
+    CHECK(why_not_replace(tmp / "empty").empty());
+    fs::create_directories(tmp / "img" / "etc");
+    fs::create_directories(tmp / "img" / "ch");
+    CHECK(why_not_replace(tmp / "img").empty());
+    fs::create_directories(tmp / "home" / "etc");
+    fs::create_directory_symlink(tmp / "img" / "ch", tmp / "home" / "ch"); // a symlink is not a directory here
+    CHECK(why_not_replace(tmp / "home") == "it is a directory that doesn't look like an image");
+    spit(tmp / "empty-file", "");
+    CHECK(why_not_replace(tmp / "empty-file").empty());
+    spit(tmp / "x.sqfs", "hsqs and more");
+    CHECK(why_not_replace(tmp / "x.sqfs").empty());
+    write_tar(tmp / "x.tar", {{.name = "f"}});
+    CHECK(why_not_replace(tmp / "x.tar").empty());
+    write_tar(tmp / "x.tar.zst", {{.name = "f"}}, Filter::zstd);
+    CHECK(why_not_replace(tmp / "x.tar.zst").empty());
+    spit(tmp / "notes.txt", "precious");
+    CHECK(why_not_replace(tmp / "notes.txt") == "it is a file that is not an image archive");
+    fs::create_symlink(tmp / "notes.txt", tmp / "link");
+    CHECK(why_not_replace(tmp / "link") == "it is not a regular file or directory");
 }
 
 } // TEST_SUITE

@@ -6,7 +6,9 @@
 
 #include "fixtures.hh"
 #include "image/formats.hh"
+#include "image/pump.hh"
 #include "util/error.hh"
+#include "util/strings.hh"
 
 using namespace ch;
 using namespace ch::image;
@@ -256,6 +258,55 @@ TEST_CASE("tar sink: a file whose source ends early is an error") {
     Entry e;
     list.next(e);
     CHECK_THROWS_WITH_AS(sink->add(e, list), doctest::Contains("ended 5 bytes early"), Error);
+}
+
+TEST_CASE("tar source: stops reading extended attributes at the limits, naming the entry") {
+    TempDir tmp;
+    std::vector<Xattr> many;
+    for (int i = 0; i < 1025; i++)
+        many.push_back({cat("user.", i), ""});
+    write_tar(tmp / "many.tar", {{.name = "ok"}, {.name = "f", .xattrs = many}});
+    auto src = make_tar_source(tmp / "many.tar");
+    Entry e;
+    CHECK(src->next(e));
+    CHECK_THROWS_WITH_AS(src->next(e),
+                         ("can't read " + (tmp / "many.tar").string() +
+                          ": entry 'f': more than 1024 extended attributes").c_str(),
+                         Error);
+    write_tar(tmp / "big.tar", {{.name = "f", .xattrs = {{"user.a", std::string(40000, 'a')},
+                                                         {"user.b", std::string(40000, 'b')}}}});
+    auto big = make_tar_source(tmp / "big.tar");
+    CHECK_THROWS_WITH_AS(big->next(e), doctest::Contains("entry 'f': extended attributes take more than 65536 bytes"),
+                         Error);
+}
+
+TEST_CASE("pump: a tarbomb is probed, the source rewound, and unpacked without its wrapper") {
+    TempDir tmp;
+    const auto tar = tmp / "bomb.tar.gz";
+    write_tar(tar, {{.name = "img/", .type = T::dir, .mode = 0755},
+                    {.name = "img/bin/sh", .data = "#!"},
+                    {.name = "img/etc/hosts", .data = "127.0.0.1 x\n"}},
+              Filter::gzip);
+    auto src = make_tar_source(tar);
+    TarbombProbe probe;
+    probe_tarbomb(*src, probe);
+    REQUIRE(probe.wrapper() == std::optional<std::string>("img"));
+    UnpackRules rules({.keep_xattrs = true, .strip_top = "img"});
+    auto sink = make_dir_sink(tmp / "out");
+    const PumpStats stats = pump(*src, *sink, rules, "out");
+    CHECK(stats.entries == 3);
+    CHECK(stats.bytes == 14);
+    CHECK(stats.newest_mtime == 1700000000);
+    pump_init(*sink, rules, stats.newest_mtime, "out");
+    sink->commit();
+    CHECK(slurp(tmp / "out" / "bin" / "sh") == "#!");
+    CHECK(slurp(tmp / "out" / "etc" / "hosts") == "127.0.0.1 x\n"); // kept, not replaced
+    CHECK(fs::is_empty(tmp / "out" / "etc" / "resolv.conf"));
+    CHECK(fs::is_directory(tmp / "out" / "mnt" / "9"));
+    CHECK_FALSE(fs::exists(tmp / "out" / "img"));
+    struct stat st {};
+    REQUIRE(::stat((tmp / "out" / "dev").c_str(), &st) == 0);
+    CHECK(st.st_mtime == 1700000000);
 }
 
 } // TEST_SUITE

@@ -3,8 +3,11 @@
 // or smuggle in something an image must not hold).
 #include <doctest/doctest.h>
 
+#include <optional>
+
 #include "image/unpack_rules.hh"
 #include "util/error.hh"
+#include "util/strings.hh"
 
 using namespace ch;
 using namespace ch::image;
@@ -236,7 +239,7 @@ TEST_CASE("unpack: only user.* xattrs are kept, and none without keep_xattrs") {
     CHECK(out[0].xattrs[0].name == "user.a");
     CHECK(out[0].xattrs[1].name == "user.c");
     CHECK(r.stats().xattrs_dropped == 2);
-    UnpackRules none({.keep_xattrs = false});
+    UnpackRules none({.keep_xattrs = false, .strip_top = ""});
     CHECK(none.apply(f).at(0).xattrs.empty());
 }
 
@@ -253,6 +256,11 @@ TEST_CASE("unpack: sparse maps are checked") {
     CHECK_THROWS_AS(r.apply(f), Error);
     f.sparse = std::vector<Extent>{{90, 20}};
     CHECK_THROWS_AS(r.apply(f), Error);
+    f.size = 4 << 20;
+    f.sparse = std::vector<Extent>((1 << 20) + 1);
+    for (std::size_t i = 0; i < f.sparse->size(); i++)
+        (*f.sparse)[i] = {2 * i, 1};
+    CHECK_THROWS_WITH_AS(r.apply(f), "entry 's': sparse map of more than 1048576 regions", Error);
 }
 
 TEST_CASE("unpack: the root must be a directory") {
@@ -368,16 +376,209 @@ TEST_CASE("unpack: bad whiteout names") {
     CHECK(r.apply(make(".wh..wh.plnk")).empty()); // AUFS metadata: dropped
 }
 
-TEST_CASE("unpack: names longer than PATH_MAX and with control characters are fine") {
+TEST_CASE("unpack: names up to 4096 bytes and with control characters are fine") {
     UnpackRules r;
     std::string longname;
-    for (int i = 0; i < 40; i++)
+    for (int i = 0; i < 19; i++)
         longname += std::string(200, static_cast<char>('a' + i % 26)) + "/";
-    longname += "file";
-    const auto out = r.apply(make(longname));
-    CHECK(out.size() == 41);
+    longname += std::string(255, 'y') + "/";
+    longname += std::string(4096 - longname.size(), 'z');
+    REQUIRE(longname.size() == 4096);
+    const auto out = r.apply(make("/./" + longname));
+    CHECK(out.size() == 21);
     CHECK(out.back().path == longname);
+    CHECK_THROWS_WITH_AS(r.apply(make("d/" + std::string(256, 'n'))),
+                         doctest::Contains("(258 bytes): path is made of a name longer than 255 bytes"),
+                         Error);
     CHECK(r.apply(make("new\nline")).at(0).path == "new\nline");
+}
+
+TEST_CASE("unpack: a too long or deep path is refused, its name shortened in the message") {
+    UnpackRules r;
+    std::string deep;
+    for (int i = 0; i < 20000; i++)
+        deep += "a/";
+    deep += "f";
+    // (1025 components come before 4097 bytes)
+    CHECK_THROWS_WITH_AS(r.apply(make(deep)),
+                         ("entry '" + deep.substr(0, 80) + "..." + deep.substr(deep.size() - 80) +
+                          "' (40001 bytes): path is more than 1024 components deep").c_str(),
+                         Error);
+    // Normalisation comes first: what counts is the path as it will be written.
+    CHECK(r.apply(make(std::string(5000, '/') + "x")).at(0).path == "x");
+    std::string over;
+    while (over.size() < 4097)
+        over += std::string(200, 'x') + "/";
+    CHECK_THROWS_WITH_AS(r.apply(make(over)),
+                         doctest::Contains("(4221 bytes): path is longer than 4096 bytes"), Error);
+    CHECK(r.stats().parents_made == 0); // nothing was made for the refused entries
+}
+
+TEST_CASE("unpack: a path more than 1024 components deep is refused") {
+    UnpackRules r;
+    std::string path;
+    for (int i = 0; i < 1024; i++)
+        path += (i == 0 ? "" : "/") + std::string(1, 'a');
+    CHECK(r.apply(make(path)).size() == 1024); // 1023 parents and the file
+    CHECK_THROWS_WITH_AS(r.apply(make("b/" + path)),
+                         doctest::Contains("path is more than 1024 components deep"), Error);
+}
+
+TEST_CASE("unpack: symlinks can't stretch a path past the limits") {
+    UnpackRules r;
+    std::string long_dir;
+    for (int i = 0; i < 20; i++)
+        long_dir += (i == 0 ? "" : "/") + std::string(199, 'd');
+    REQUIRE(long_dir.size() == 3999);
+    r.apply(dir(long_dir));
+    r.apply(slink("l", long_dir));
+    CHECK(r.apply(make("l/" + std::string(96, 'f'))).at(0).path == long_dir + "/" + std::string(96, 'f'));
+    CHECK_THROWS_WITH_AS(r.apply(make("l/" + std::string(97, 'f'))),
+                         doctest::Contains("path resolves (through symlinks) to one longer than 4096 bytes"),
+                         Error);
+    // a -> b/b/.../b (600 deep); a/a would be 1200 components deep
+    std::string b;
+    for (int i = 0; i < 600; i++)
+        b += "b/";
+    r.apply(make(b + "x"));
+    r.apply(slink("a", b));
+    r.apply(slink(b + "a", b));
+    CHECK_THROWS_WITH_AS(r.apply(make("a/a/f")),
+                         doctest::Contains("path resolves (through symlinks) to one more than 1024 components deep"),
+                         Error);
+    CHECK_THROWS_WITH_AS(r.apply(slink("s", std::string(4097, 't'))),
+                         "entry 's': symlink target is longer than 4096 bytes", Error);
+}
+
+TEST_CASE("unpack: extended attributes are limited to 64 KiB and 1024 per entry") {
+    UnpackRules r;
+    Entry f = make("f");
+    f.xattrs = {{"user.big", std::string(64 * 1024 - 8, 'v')}};
+    CHECK(r.apply(f).at(0).xattrs.size() == 1);
+    f.xattrs[0].value += "v";
+    CHECK_THROWS_WITH_AS(r.apply(f),
+                         "entry 'f': extended attributes take more than 65536 bytes (names and values)",
+                         Error);
+    f.xattrs.clear();
+    for (int i = 0; i < 1025; i++)
+        f.xattrs.push_back({cat("user.", i), ""});
+    CHECK_THROWS_WITH_AS(r.apply(f), "entry 'f': more than 1024 extended attributes", Error);
+    // Dropped ones count too: the limit is on what the archive holds.
+    f.xattrs = {{"trusted.x", std::string(70000, 'v')}};
+    CHECK_THROWS_AS(r.apply(f), Error);
+}
+
+TEST_CASE("unpack: user.overlay.* attributes are dropped") {
+    UnpackRules r;
+    Entry d = dir("d");
+    d.xattrs = {{"user.overlay.opaque", "y"}, {"user.overlay.redirect", "/x"}, {"user.keep", "1"}};
+    const auto out = r.apply(d);
+    REQUIRE(out.at(0).xattrs.size() == 1);
+    CHECK(out[0].xattrs[0].name == "user.keep");
+    CHECK(r.stats().xattrs_dropped == 2);
+}
+
+TEST_CASE("unpack: deep trees are freed and whited out without recursion") {
+    // Over the limit in depth is impossible, so go wide and deep at once:
+    // 1000 levels, each with a file, hidden by one opaque whiteout.
+    UnpackRules r;
+    std::string path;
+    for (int i = 0; i < 1000; i++) {
+        path += (path.empty() ? "" : "/") + std::string("d");
+        r.apply(make(path + "/f"));
+    }
+    r.begin_layer();
+    const auto out = r.apply(make(".wh..wh..opq"));
+    CHECK(summary(out) == Strings{"d:whiteout"});
+    CHECK(r.stats().whiteouts == 1);
+    r.apply(dir("d"));
+    r.apply(make(path + "/g")); // d is of this layer now: what was under it is gone
+    r.begin_layer();
+    CHECK(r.apply(make("d/.wh.d")).size() == 1);
+}
+
+TEST_CASE("unpack: a tarbomb's wrapping directory is found and stripped") {
+    SUBCASE("one top-level directory, not part of an image: stripped") {
+        TarbombProbe p;
+        CHECK(p.add(dir("./")));
+        CHECK(p.add(dir("./img/")));
+        CHECK(p.add(make("img/bin/true")));
+        CHECK(p.add(slink("img/lib", "usr/lib")));
+        REQUIRE(p.wrapper());
+        CHECK(*p.wrapper() == "img");
+        UnpackRules r({.keep_xattrs = true, .strip_top = *p.wrapper()});
+        CHECK(summary(r.apply(dir("./img/"))) == Strings{":directory"});
+        CHECK(summary(r.apply(make("img/bin/true"))) == Strings{"bin:directory", "bin/true:file"});
+        CHECK(r.apply(hlink("img/bin/false", "img/bin/true")).at(0).link_target == "bin/true");
+        CHECK(r.apply(slink("img/lib", "/img/usr/lib")).at(0).link_target == "/img/usr/lib"); // verbatim
+        CHECK_THROWS_WITH_AS(r.apply(make("other")), doctest::Contains("entry 'other': not under 'img'"), Error);
+        std::vector<Entry> made;
+        r.init_image(made, 0); // not stripped, and not refused for it
+        CHECK(made.size() == 20); // all but bin
+    }
+    SUBCASE("files without a directory entry for the wrapper") {
+        TarbombProbe p;
+        CHECK(p.add(make("w/a")));
+        CHECK(p.add(make("w/b/c")));
+        CHECK(p.wrapper() == std::optional<std::string>("w"));
+    }
+    SUBCASE("an image's own directories are never stripped") {
+        for (const char* top : {"bin", "dev", "etc", "mnt", "proc", "sys", "tmp", "usr"}) {
+            TarbombProbe p;
+            CHECK_FALSE(p.add(make(cat(top, "/x"))));
+            CHECK_FALSE(p.wrapper());
+        }
+    }
+    SUBCASE("two top-level names, or a top-level file: no wrapper, and the probe stops") {
+        TarbombProbe p;
+        CHECK(p.add(make("img/a")));
+        CHECK_FALSE(p.add(make("other/b")));
+        CHECK_FALSE(p.add(make("img/c")));
+        CHECK_FALSE(p.wrapper());
+        TarbombProbe q;
+        CHECK_FALSE(q.add(make("README")));
+        CHECK_FALSE(q.wrapper());
+        TarbombProbe empty;
+        CHECK_FALSE(empty.wrapper());
+    }
+}
+
+TEST_CASE("unpack: init_image adds what ch-run needs, only where nothing is") {
+    UnpackRules r;
+    r.apply(dir("bin"));
+    r.apply(slink("etc", "private/etc")); // a symlink counts as there, and is followed for etc/hosts
+    r.apply(make("mnt/3"));               // a file at a mount point stays
+    r.apply(make("private/etc/resolv.conf"));
+    std::vector<Entry> out;
+    r.init_image(out, 1234);
+    CHECK(summary(out) == Strings{"dev:directory", "proc:directory",
+                                  "sys:directory", "tmp:directory", "usr:directory",
+                                  "mnt/0:directory", "mnt/1:directory", "mnt/2:directory",
+                                  "mnt/4:directory", "mnt/5:directory", "mnt/6:directory",
+                                  "mnt/7:directory", "mnt/8:directory", "mnt/9:directory",
+                                  "ch:directory", "private/etc/hosts:file"});
+    for (const auto& e : out) {
+        CHECK(e.mtime == 1234);
+        CHECK(e.mode == (e.type == EntryType::dir ? 0755 : 0644));
+    }
+    CHECK(r.stats().init_made == 16);
+    std::vector<Entry> again;
+    r.init_image(again, 1234);
+    CHECK(again.empty());
+}
+
+TEST_CASE("unpack: init_image skips a name whose parent is not a directory") {
+    UnpackRules r;
+    r.apply(make("etc"));
+    r.apply(slink("mnt", "/nowhere"));
+    std::vector<Entry> out;
+    r.init_image(out, 0);
+    for (const auto& e : out) {
+        CHECK_FALSE(e.path.starts_with("etc/"));
+        CHECK_FALSE(e.path.starts_with("mnt/"));
+        CHECK_FALSE(e.path.starts_with("nowhere"));
+    }
+    CHECK(out.size() == 7); // bin dev proc sys tmp usr ch
 }
 
 } // TEST_SUITE

@@ -24,6 +24,25 @@ TEST_SUITE("util/strings") {
         CHECK(ch::printable(std::string("nul\0x", 5)) == "nul\\x00x");
     }
 
+    TEST_CASE("strings: quote_name keeps short names whole and shortens long ones") {
+        CHECK(ch::quote_name("etc/hosts") == "'etc/hosts'");
+        CHECK(ch::quote_name("a\nb") == "'a\\nb'");
+        std::string deep;
+        for (int i = 0; i < 20000; i++)
+            deep += "a/";
+        deep += "f";
+        const std::string q = ch::quote_name(deep);
+        CHECK(q.size() < 200);
+        CHECK(q == "'" + deep.substr(0, 80) + "..." + deep.substr(deep.size() - 80) + "' (40001 bytes)");
+        CHECK(ch::quote_name(std::string(160, 'x')) == "'" + std::string(160, 'x') + "'");
+        CHECK(ch::quote_name(std::string(161, 'x'), 4) == "'xx...xx' (161 bytes)");
+        // A two-byte character across either cut is dropped whole, never split.
+        const std::string e = "\xc3\xa9";
+        CHECK(ch::quote_name("a" + e + std::string(10, 'm') + e + "z", 4) == "'a...z' (16 bytes)");
+        // Control characters in the kept parts stay escaped.
+        CHECK(ch::quote_name("\x1b" + std::string(300, 'y') + "\n", 6) == "'\\x1byy...yy\\n' (302 bytes)");
+    }
+
     TEST_CASE("strings: parse_uint is strict") {
         unsigned long long v = 0;
         CHECK(ch::parse_uint("0", 10, v));
