@@ -257,13 +257,18 @@ std::shared_ptr<Image> Image::open(Fd fd, std::size_t meta_cache_bytes) {
     // The root and its entries now, so a damaged image is refused before any
     // work starts (cheap: a block or two).
     Inflater inf(*img);
-    const Inode root = img->inode(img->root_ref_, inf);
-    if (!root.is_dir())
-        corrupt("the root is not a directory");
-    img->list(root, 0, inf, [&](const DirEntry& e) {
-        static_cast<void>(img->inode(e.ref, inf));
-        return true;
-    });
+    try {
+        const Inode root = img->inode(img->root_ref_, inf);
+        if (!root.is_dir())
+            corrupt("it is not a directory");
+        img->list(root, 0, inf, [&](const DirEntry& e) {
+            static_cast<void>(img->inode(e.ref, inf));
+            return true;
+        });
+    } catch (SquashError& e) {
+        e.add_context("corrupted: can't read the root directory");
+        throw;
+    }
     return img;
 }
 
@@ -294,7 +299,8 @@ void Image::check_super(std::uint64_t file_size) {
         corrupt(cat("corrupted superblock (block size ", bs, " but block_log ", sb.block_log, ")"));
     const char* comp = compressor_words(sb.compression_id);
     if (comp == nullptr)
-        corrupt(cat("corrupted superblock (unknown compressor ", sb.compression_id, ")"));
+        corrupt(cat("compressed with unknown method ", sb.compression_id,
+                    ", which this build can't read"));
     if (sb.bytes_used > file_size)
         corrupt(cat("truncated (", file_size, " bytes; the superblock says ", sb.bytes_used, ")"));
     if (sb.bytes_used < super_size)
@@ -592,8 +598,6 @@ Inode Image::inode(std::uint64_t ref, Inflater& inf) const {
         const std::uint64_t count = in.frag != no_index ? in.size / bs : (in.size + bs - 1) / bs;
         if (count > max_file_blocks)
             corrupt(cat("corrupted file inode ", ref, " (", in.size, " bytes: too many blocks)"));
-        if (count > 0 && (in.blocks_start < super_size || in.blocks_start > data_end_))
-            corrupt(cat("corrupted file inode ", ref, " (data outside the image)"));
         in.blocks.resize(count);
         c.read(in.blocks.data(), count * 4);
         for (const std::uint32_t h : in.blocks)
@@ -767,8 +771,8 @@ FileLayout Image::layout(const Inode& file, Inflater& inf) const {
             l.blocks.push_back({0, 0});
             continue;
         }
-        if (pos > data_end_ || size > data_end_ - pos)
-            corrupt(cat("corrupted file inode ", file.ref, " (its blocks run past the data)"));
+        if (pos < super_size || pos > data_end_ || size > data_end_ - pos)
+            corrupt(cat("corrupted file inode ", file.ref, " (its blocks lie outside the data)"));
         l.blocks.push_back({pos, h});
         pos += size;
     }
