@@ -15,6 +15,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -734,7 +735,11 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
     // Returns when the kernel ends the connection (read gives ENODEV): the
     // mount went away with its namespace.
     const int rc = fuse_session_loop_mt(se.get(), cfg.get());
-    log::verbose("FUSE server for ", impl.path.string(), " done (", rc, ")");
+    // The peak for make bench (squashrun), and for anyone who wonders.
+    struct rusage ru {};
+    ::getrusage(RUSAGE_SELF, &ru);
+    log::verbose("FUSE server for ", impl.path.string(), " done (", rc,
+                 "); peak resident memory ", ru.ru_maxrss, " KiB");
 }
 
 } // namespace ch::image
