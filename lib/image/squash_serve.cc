@@ -309,6 +309,13 @@ void op_open(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
             f->layout = s.img->layout(f->in, l.inf());
         }
         f->in.blocks = {}; // the layout has them
+        // Whoever opens a file reads its start next (exec and the dynamic
+        // loader read the ELF header at once): inflate it while the kernel
+        // handles this reply.
+        if (!f->layout.blocks.empty() && f->layout.blocks[0].hdr != 0)
+            s.prefetcher.want({f->layout.blocks[0]}, s.img->block_size());
+        else if (f->layout.blocks.empty() && f->layout.has_tail)
+            s.prefetcher.want({f->layout.tail}, s.img->block_size());
         fi->fh = reinterpret_cast<std::uint64_t>(f.get());
         fi->keep_cache = 1; // pages stay valid from one open to the next
         fi->noflush = 1;
