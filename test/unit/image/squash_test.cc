@@ -453,7 +453,7 @@ TEST_CASE("squash: unsquashfs reads what the sink wrote" * doctest::skip(!has_pr
     CHECK(fs::is_empty(out / "empty"));
 }
 
-// squashfuse_ll is what ch-run's libsquashfuse does; unlike squashfuse it
+// squashfuse_ll (the squashfuse package) is a reader independent of ours; it
 // reports SquashFS inode numbers, so hard links show as one inode.
 TEST_CASE("squash: squashfuse_ll serves what the sink wrote" *
           doctest::skip(::geteuid() != 0 || !has_program("squashfuse_ll") || ::access("/dev/fuse", R_OK | W_OK) != 0)) {
