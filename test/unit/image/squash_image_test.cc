@@ -221,4 +221,34 @@ TEST_CASE("squash_image: a data block larger than the block size, or that inflat
     CHECK(inf.inflate(z.data(), zn, zeros.data(), zeros.size()) == zeros.size());
 }
 
+TEST_CASE("squash_image: ch-convert refuses a tree deeper than 1024 directories" *
+          doctest::skip(!have_mksquashfs())) {
+    const Tmp t;
+    // The tree is too deep for a path on disk: mksquashfs makes it from
+    // pseudo-file definitions.
+    fs::create_directory(t.path / "empty");
+    std::string defs, p;
+    for (int i = 0; i < 1030; i++) {
+        p += "d";
+        defs += p + " d 755 0 0\n";
+        p += "/";
+    }
+    std::ofstream(t.path / "pseudo") << defs;
+    const fs::path img = t.path / "deep.sqfs";
+    REQUIRE(std::system(cat("mksquashfs '", (t.path / "empty").string(), "' '", img.string(),
+                            "' -pf '", (t.path / "pseudo").string(),
+                            "' -noappend -quiet -no-progress >/dev/null 2>&1")
+                            .c_str()) == 0);
+    auto src = make_squash_source(img);
+    Entry e;
+    try {
+        while (src->next(e)) {
+        }
+        FAIL("a tree 1030 directories deep was read");
+    } catch (const Error& err) {
+        CHECK(err.exit_code() == Exit::squash);
+        CHECK(std::string(err.what()).find("more than 1024 directories deep") != std::string::npos);
+    }
+}
+
 } // TEST_SUITE
