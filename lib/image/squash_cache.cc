@@ -52,6 +52,7 @@ void BlockCache::drop(const BlockKey& key, const std::shared_ptr<Entry>& e) {
 void BlockCache::load(const BlockKey& key, const std::shared_ptr<Entry>& e, std::size_t cap,
                       const Loader& loader, std::unique_lock<std::mutex>& lock) {
     lock.unlock();
+    loads_++;
     std::shared_ptr<Block> b;
     std::exception_ptr error;
     try {

@@ -5,6 +5,7 @@
 // fragment blocks and the image one for metadata blocks (squash_image.hh).
 #pragma once
 
+#include <atomic>
 #include <compare>
 #include <condition_variable>
 #include <cstddef>
@@ -72,6 +73,8 @@ public:
     // once no block is loading, except a single block larger than it).
     std::size_t bytes();
     std::size_t max_bytes() const { return max_bytes_; }
+    // How many blocks were loaded so far (for -v and make bench).
+    std::size_t loads() const { return loads_; }
 
 private:
     struct Entry {
@@ -95,6 +98,7 @@ private:
 
     const std::size_t max_bytes_;
     std::size_t bytes_ = 0;
+    std::atomic<std::size_t> loads_{0};
     std::mutex mu_;
     std::condition_variable done_; // a block finished loading
     std::map<BlockKey, Slot> slots_;
