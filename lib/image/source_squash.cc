@@ -13,16 +13,16 @@
 // referenced from each level of a chain doubles the tree at every level:
 // 2^depth entries from a few KiB of image). Every failure names the file and
 // says what is wrong (exit 84).
-#include <sys/stat.h>
-
-#include <sqfs/inode.h>
-
 #include <algorithm>
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include <sys/stat.h>
+
+#include <sqfs/inode.h>
 
 #include "image/squash.hh"
 #include "image/squash_image.hh"
@@ -48,6 +48,7 @@ public:
     bool next(Entry& e) override;
     std::size_t read(void* buf, std::size_t n) override;
     void rewind() override;
+
     std::string describe() const override { return name_; }
 
 private:
@@ -55,6 +56,7 @@ private:
         std::string name;
         std::uint64_t ref;
     };
+
     struct Frame {
         std::string path;
         std::uint64_t ref;
@@ -78,8 +80,8 @@ private:
     // Walk state.
     bool started_ = false;
     std::vector<Frame> stack_;
-    std::unordered_set<std::uint64_t> open_dirs_;          // refs of the dirs on stack_
-    std::unordered_set<std::uint64_t> seen_dirs_;          // refs of every dir listed so far
+    std::unordered_set<std::uint64_t> open_dirs_; // refs of the dirs on stack_
+    std::unordered_set<std::uint64_t> seen_dirs_; // refs of every dir listed so far
     std::uint64_t shared_entries_ = 0;
     std::unordered_map<std::uint64_t, std::string> links_; // inode ref -> first path (nlink > 1)
 
@@ -137,10 +139,12 @@ std::vector<SquashSource::Child> SquashSource::read_listing(const Inode& dir,
     }
     // Writers must store listings sorted (the kernel's lookup depends on it),
     // but the stream's order is our promise, not the image's: sort anyway.
-    std::sort(kids.begin(), kids.end(), [](const Child& a, const Child& b) { return a.name < b.name; });
+    std::sort(kids.begin(), kids.end(),
+              [](const Child& a, const Child& b) { return a.name < b.name; });
     for (std::size_t i = 1; i < kids.size(); ++i)
         if (kids[i].name == kids[i - 1].name)
-            fail_at(path, cat("corrupted directory listing (name '", printable(kids[i].name), "' twice)"));
+            fail_at(path, cat("corrupted directory listing (name '", printable(kids[i].name),
+                              "' twice)"));
     return kids;
 }
 
@@ -314,8 +318,8 @@ std::size_t SquashSource::read(void* buf, std::size_t n) {
         key = layout_.tail;
         base = layout_.tail_offset;
     }
-    const std::size_t len = static_cast<std::size_t>(
-        std::min<std::uint64_t>({n, x.length - ext_pos_, bs - within}));
+    const std::size_t len =
+        static_cast<std::size_t>(std::min<std::uint64_t>({n, x.length - ext_pos_, bs - within}));
     std::shared_ptr<const squash::Block> b;
     try {
         b = cache_.get(key, bs, [&](const squash::BlockKey& k, squash::Block& out) {

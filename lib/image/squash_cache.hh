@@ -54,6 +54,7 @@ class BlockCache {
 public:
     explicit BlockCache(std::size_t max_bytes)
         : max_bytes_(max_bytes) {}
+
     BlockCache(const BlockCache&) = delete;
     BlockCache& operator=(const BlockCache&) = delete;
 
@@ -72,7 +73,9 @@ public:
     // Bytes of the buffers the cache holds now (never more than max_bytes
     // once no block is loading, except a single block larger than it).
     std::size_t bytes();
+
     std::size_t max_bytes() const { return max_bytes_; }
+
     // How many blocks were loaded so far (for -v and make bench).
     std::size_t loads() const { return loads_; }
 
@@ -83,6 +86,7 @@ private:
         std::shared_ptr<Block> block;
         std::exception_ptr error;
     };
+
     struct Slot {
         std::shared_ptr<Entry> entry;
         std::list<BlockKey>::iterator age; // its place in lru_

@@ -4,25 +4,25 @@
 // builds an image with each flaw.
 #include "image/squash_image.hh"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <sqfs/compressor.h>
-#include <sqfs/dir.h>
-#include <sqfs/block.h>
-#include <sqfs/error.h>
-#include <sqfs/inode.h>
-#include <sqfs/io.h>
-#include <sqfs/super.h>
-#include <sqfs/xattr.h>
-#include <libdeflate.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
 #include <type_traits>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libdeflate.h>
+#include <sqfs/block.h>
+#include <sqfs/compressor.h>
+#include <sqfs/dir.h>
+#include <sqfs/error.h>
+#include <sqfs/inode.h>
+#include <sqfs/io.h>
+#include <sqfs/super.h>
+#include <sqfs/xattr.h>
 
 #include "util/strings.hh"
 
@@ -40,7 +40,9 @@ static_assert(sizeof(sqfs_super_t) == 96);
 static_assert(std::endian::native == std::endian::little,
               "SquashFS is little endian; this reader decodes in place");
 
-[[noreturn]] void corrupt(const std::string& why) { throw SquashError(why); }
+[[noreturn]] void corrupt(const std::string& why) {
+    throw SquashError(why);
+}
 
 const char* compressor_words(int id) {
     switch (id) {
@@ -77,6 +79,7 @@ struct SuperView {
     sqfs_file_t base;
     const sqfs_super_t* raw;
 };
+
 static_assert(std::is_standard_layout_v<SuperView>);
 
 int view_read(sqfs_file_t* f, sqfs_u64 off, void* buf, size_t n) {
@@ -132,9 +135,9 @@ std::size_t Inflater::inflate(const void* in, std::size_t n, void* out, std::siz
             corrupt("a compressed block is not a valid zlib stream");
         return got;
     }
-    const sqfs_s32 r = other_->do_block(other_, static_cast<const sqfs_u8*>(in),
-                                        static_cast<sqfs_u32>(n), static_cast<sqfs_u8*>(out),
-                                        static_cast<sqfs_u32>(cap));
+    const sqfs_s32 r =
+        other_->do_block(other_, static_cast<const sqfs_u8*>(in), static_cast<sqfs_u32>(n),
+                         static_cast<sqfs_u8*>(out), static_cast<sqfs_u32>(cap));
     if (r < 0 || static_cast<std::size_t>(r) > cap)
         corrupt(cat("a compressed block can't be inflated (", compressor_words(comp_),
                     "), or inflates to more than ", cap, " bytes"));
@@ -247,7 +250,9 @@ std::shared_ptr<Image> Image::open(Fd fd, std::size_t meta_cache_bytes) {
     std::shared_ptr<Image> img(new Image());
     img->fd_ = std::move(fd);
     img->meta_ = std::make_unique<BlockCache>(meta_cache_bytes);
+
     struct stat st {};
+
     if (::fstat(img->fd_.get(), &st) != 0)
         throw_errno_code(Exit::squash, "can't stat");
     if (!S_ISREG(st.st_mode))
@@ -317,8 +322,8 @@ void Image::check_super(std::uint64_t file_size) {
         corrupt("corrupted superblock (impossible inode or directory table offsets)");
     if (sb.id_table_start < sb.directory_table_start || sb.id_table_start >= end)
         corrupt("corrupted superblock (impossible id table offset)");
-    for (const std::uint64_t t : {sb.fragment_table_start, sb.export_table_start,
-                                  sb.xattr_id_table_start})
+    for (const std::uint64_t t :
+         {sb.fragment_table_start, sb.export_table_start, sb.xattr_id_table_start})
         if (t != no_table && (t < sb.directory_table_start || t >= end))
             corrupt("corrupted superblock (a table starts outside the image)");
     // libsquashfs's own parser must agree (it checks the same and more).
@@ -335,8 +340,8 @@ void Image::check_super(std::uint64_t file_size) {
     inode_end_ = sb.directory_table_start;
     dir_start_ = sb.directory_table_start;
     dir_end_ = end;
-    for (const std::uint64_t t : {sb.fragment_table_start, sb.export_table_start,
-                                  sb.id_table_start, sb.xattr_id_table_start})
+    for (const std::uint64_t t : {sb.fragment_table_start, sb.export_table_start, sb.id_table_start,
+                                  sb.xattr_id_table_start})
         if (t != no_table && t > dir_start_ && t < dir_end_)
             dir_end_ = t;
     data_end_ = inode_start_;
@@ -356,8 +361,8 @@ namespace {
 // Where the metadata blocks of a table are: a list of 64-bit positions at
 // `at`, one per 8 KiB of table, each inside [lo, hi).
 std::vector<std::uint64_t> block_list(int fd, std::uint64_t bytes_used, std::uint64_t at,
-                                      std::uint64_t table_bytes, std::uint64_t lo,
-                                      std::uint64_t hi, const char* what) {
+                                      std::uint64_t table_bytes, std::uint64_t lo, std::uint64_t hi,
+                                      const char* what) {
     const std::uint64_t n = (table_bytes + meta_block_size - 1) / meta_block_size;
     if (at > bytes_used || n * 8 > bytes_used - at)
         corrupt(cat("corrupted ", what, " table (it claims more blocks than the image holds)"));
@@ -435,9 +440,17 @@ void Image::load_tables() {
 
 // ---- inodes ---------------------------------------------------------------
 
-bool Inode::is_dir() const { return S_ISDIR(mode); }
-bool Inode::is_file() const { return S_ISREG(mode); }
-bool Inode::is_symlink() const { return S_ISLNK(mode); }
+bool Inode::is_dir() const {
+    return S_ISDIR(mode);
+}
+
+bool Inode::is_file() const {
+    return S_ISREG(mode);
+}
+
+bool Inode::is_symlink() const {
+    return S_ISLNK(mode);
+}
 
 namespace {
 

@@ -18,8 +18,6 @@
 // xattr value from its length) before anyone can check it.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -29,6 +27,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "image/squash_cache.hh"
 #include "util/error.hh"
@@ -82,10 +82,10 @@ private:
 
 // An inode, decoded and checked.
 struct Inode {
-    std::uint64_t ref = 0;  // where it is: (metadata block << 16) | offset
-    int type = 0;           // SQFS_INODE_*
-    mode_t mode = 0;        // with the S_IFMT bits
-    std::uint32_t uid = 0;  // from the id table
+    std::uint64_t ref = 0; // where it is: (metadata block << 16) | offset
+    int type = 0;          // SQFS_INODE_*
+    mode_t mode = 0;       // with the S_IFMT bits
+    std::uint32_t uid = 0; // from the id table
     std::uint32_t gid = 0;
     std::uint32_t mtime = 0;
     std::uint32_t number = 0; // inode number
@@ -114,10 +114,10 @@ struct Inode {
 
 struct DirEntry {
     std::string name;
-    std::uint64_t ref = 0;     // the inode
-    std::uint32_t number = 0;  // its inode number
-    mode_t type = 0;           // S_IFMT bits from the entry
-    std::uint32_t next = 0;    // byte offset in the listing after this entry
+    std::uint64_t ref = 0;    // the inode
+    std::uint32_t number = 0; // its inode number
+    mode_t type = 0;          // S_IFMT bits from the entry
+    std::uint32_t next = 0;   // byte offset in the listing after this entry
 };
 
 struct Xattr {
@@ -144,7 +144,8 @@ class Image {
 public:
     // Checks the superblock and the tables, and reads the root directory.
     // Throws SysError (can't open) or SquashError (what is wrong).
-    static std::shared_ptr<Image> open(const fs::path& path, std::size_t meta_cache_bytes = 4 << 20);
+    static std::shared_ptr<Image> open(const fs::path& path,
+                                       std::size_t meta_cache_bytes = 4 << 20);
     // The same, from a descriptor open on the file (kept; read with pread).
     static std::shared_ptr<Image> open(Fd fd, std::size_t meta_cache_bytes = 4 << 20);
 
@@ -153,11 +154,17 @@ public:
     ~Image();
 
     int fd() const { return fd_.get(); }
+
     std::uint32_t block_size() const { return block_size_; }
+
     std::uint64_t bytes_used() const { return bytes_used_; }
+
     std::uint32_t inode_count() const { return inodes_; }
+
     std::uint64_t root_ref() const { return root_ref_; }
+
     int compressor() const { return comp_; }
+
     bool has_xattrs() const { return xattr_ids_ != 0; }
 
     Inode inode(std::uint64_t ref, Inflater& inf) const;
@@ -195,9 +202,9 @@ private:
     std::uint64_t root_ref_ = 0;
     std::uint64_t inode_start_ = 0, inode_end_ = 0; // [start, end) of each table
     std::uint64_t dir_start_ = 0, dir_end_ = 0;
-    std::uint64_t data_end_ = 0;                    // data blocks lie in [96, data_end_)
+    std::uint64_t data_end_ = 0; // data blocks lie in [96, data_end_)
     std::uint32_t fragments_ = 0;
-    std::vector<std::uint64_t> fragment_blocks_;    // where each metadata block of the table is
+    std::vector<std::uint64_t> fragment_blocks_; // where each metadata block of the table is
     std::uint64_t frag_meta_lo_ = 0, frag_meta_hi_ = 0;
     std::vector<std::uint32_t> ids_;
     std::uint32_t xattr_ids_ = 0;

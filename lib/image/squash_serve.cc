@@ -13,15 +13,6 @@
 #include "image/squash_serve.hh"
 
 #define FUSE_USE_VERSION 312
-#include <fuse_lowlevel.h>
-
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <sys/sysmacros.h>
-#include <malloc.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdarg>
@@ -33,6 +24,15 @@
 #include <new>
 #include <ranges>
 #include <vector>
+
+#include <malloc.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
 
 #include "image/squash_cache.hh"
 #include "image/squash_image.hh"
@@ -58,6 +58,7 @@ constexpr int max_symlinks_followed = 40; // the kernel's MAXSYMLINKS
 struct Worker {
     Inflater inf;
     std::vector<char> buf;
+
     explicit Worker(const squash::Image& img)
         : inf(img) {}
 };
@@ -70,6 +71,7 @@ public:
         : img_(img) {
         free_.reserve(capacity);
     }
+
     std::unique_ptr<Worker> take() {
         {
             const std::lock_guard<std::mutex> lock(mu_);
@@ -81,6 +83,7 @@ public:
         }
         return std::make_unique<Worker>(img_);
     }
+
     void give(std::unique_ptr<Worker> w) noexcept {
         const std::lock_guard<std::mutex> lock(mu_);
         if (free_.size() < free_.capacity()) // never allocates; a surplus one is freed
@@ -98,10 +101,14 @@ public:
     explicit Lease(Pool& pool)
         : pool_(pool)
         , w_(pool.take()) {}
+
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
+
     ~Lease() { pool_.give(std::move(w_)); }
+
     Inflater& inf() { return w_->inf; }
+
     // n bytes of scratch space for a reply (it only grows: no zeroing).
     char* scratch(std::size_t n) {
         if (w_->buf.size() < n)
@@ -150,7 +157,9 @@ struct Server {
     unsigned prefetch_threads;
 };
 
-Server& server_of(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req)); }
+Server& server_of(fuse_req_t req) {
+    return *static_cast<Server*>(fuse_req_userdata(req));
+}
 
 // Run an operation: fn replies and returns 0, or returns the errno to reply.
 template <typename Fn>
@@ -191,6 +200,7 @@ void with_inode(fuse_req_t req, fuse_ino_t node, Fn&& fn) noexcept {
 // (often 0) would show up as nobody, and the files are the user's anyway.
 struct stat stat_of(const Server& s, const Inode& in) {
     struct stat st {};
+
     st.st_ino = in.number;
     st.st_mode = in.mode;
     st.st_nlink = static_cast<nlink_t>(std::max<std::uint32_t>(in.nlink, 1));
@@ -208,7 +218,8 @@ struct stat stat_of(const Server& s, const Inode& in) {
     } else if (S_ISBLK(in.mode) || S_ISCHR(in.mode)) {
         // Linux's encoding (new_encode_dev): minor's low byte, major, the
         // rest of minor.
-        st.st_rdev = makedev((in.devno >> 8) & 0xFFF, (in.devno & 0xFF) | ((in.devno >> 12) & 0xFFF00));
+        st.st_rdev =
+            makedev((in.devno >> 8) & 0xFFF, (in.devno & 0xFF) | ((in.devno >> 12) & 0xFFF00));
     }
     return st;
 }
@@ -276,8 +287,13 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 // Node ids are computed, so there is no lookup count to keep.
-void op_forget(fuse_req_t req, fuse_ino_t, std::uint64_t) { fuse_reply_none(req); }
-void op_forget_multi(fuse_req_t req, std::size_t, fuse_forget_data*) { fuse_reply_none(req); }
+void op_forget(fuse_req_t req, fuse_ino_t, std::uint64_t) {
+    fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, std::size_t, fuse_forget_data*) {
+    fuse_reply_none(req);
+}
 
 void op_getattr(fuse_req_t req, fuse_ino_t node, fuse_file_info*) {
     with_inode(req, node, [&](Server& s, Lease&, Inode& in) {
@@ -396,8 +412,8 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_
             fuse_reply_buf(req, nullptr, 0);
             return 0;
         }
-        const auto want = static_cast<std::size_t>(
-            std::min<off_t>(static_cast<off_t>(size), file_size - off));
+        const auto want =
+            static_cast<std::size_t>(std::min<off_t>(static_cast<off_t>(size), file_size - off));
         const std::uint32_t bs = s.img->block_size();
         std::vector<Span> spans;
         std::vector<BlockKey> later;
@@ -529,7 +545,9 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 void op_statfs(fuse_req_t req, fuse_ino_t) {
     const Server& s = server_of(req);
     const std::uint32_t bs = s.img->block_size();
+
     struct statvfs st {};
+
     st.f_bsize = bs;
     st.f_frsize = bs;
     st.f_blocks = (s.img->bytes_used() + bs - 1) / bs;
@@ -620,12 +638,18 @@ struct SquashFile::Impl {
 
 SquashFile::SquashFile(std::unique_ptr<Impl> impl)
     : impl_(std::move(impl)) {}
+
 SquashFile::SquashFile(SquashFile&&) noexcept = default;
 SquashFile& SquashFile::operator=(SquashFile&&) noexcept = default;
 SquashFile::~SquashFile() = default;
 
-const fs::path& SquashFile::path() const { return impl_->path; }
-int SquashFile::fd() const { return impl_->img->fd(); }
+const fs::path& SquashFile::path() const {
+    return impl_->path;
+}
+
+int SquashFile::fd() const {
+    return impl_->img->fd();
+}
 
 SquashFile SquashFile::open(const fs::path& path) {
     auto impl = std::make_unique<Impl>();
@@ -691,9 +715,13 @@ bool SquashFile::has(std::string_view path) {
 
 // ---- serving ----------------------------------------------------------------
 
-unsigned default_server_threads(unsigned cpus) { return std::clamp(2 * cpus, 4U, 64U); }
+unsigned default_server_threads(unsigned cpus) {
+    return std::clamp(2 * cpus, 4U, 64U);
+}
 
-unsigned default_prefetch_threads(unsigned cpus) { return std::clamp(cpus, 1U, 9U) - 1; }
+unsigned default_prefetch_threads(unsigned cpus) {
+    return std::clamp(cpus, 1U, 9U) - 1;
+}
 
 namespace {
 
@@ -706,7 +734,8 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
            const std::function<void(const std::string&)>& ready) {
     SquashFile::Impl& impl = *file.impl_;
     const unsigned cpus = usable_cpus();
-    const unsigned threads = opts.max_threads != 0 ? opts.max_threads : default_server_threads(cpus);
+    const unsigned threads =
+        opts.max_threads != 0 ? opts.max_threads : default_server_threads(cpus);
     const unsigned prefetchers = default_prefetch_threads(cpus);
     // Blocks (up to 1 MiB each) come and go all the time: from the heap,
     // not from mmap (glibc's default for 128 KiB and more), whose fresh
@@ -749,14 +778,16 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
         return;
     }
     fuse_dev.release();
-    log::verbose("serving ", impl.path.string(), " with up to ", threads, " threads, ",
-                 prefetchers, " inflating ahead");
+    log::verbose("serving ", impl.path.string(), " with up to ", threads, " threads, ", prefetchers,
+                 " inflating ahead");
     ready("");
     // Returns when the kernel ends the connection (read gives ENODEV): the
     // mount went away with its namespace.
     const int rc = fuse_session_loop_mt(se.get(), cfg.get());
+
     // The peak for make bench (squashrun), and for anyone who wonders.
     struct rusage ru {};
+
     ::getrusage(RUSAGE_SELF, &ru);
     log::verbose("FUSE server for ", impl.path.string(), " done (", rc, "); inflated ",
                  s.blocks.loads(), " data blocks; peak resident memory ", ru.ru_maxrss, " KiB");

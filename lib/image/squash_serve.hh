@@ -6,8 +6,6 @@
 // (lib/run/squash.cc).
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -15,6 +13,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include <sys/types.h>
 
 #include "util/fd.hh"
 
@@ -29,9 +29,11 @@ namespace fs = std::filesystem;
 // the server's threads agree on every number without a shared table, and
 // the kernel's FORGET needs no bookkeeping.
 constexpr std::uint64_t fuse_root_node = 1;
+
 constexpr std::uint64_t node_of_inode(std::uint64_t inode_id, std::uint64_t root_id) {
     return inode_id == root_id ? fuse_root_node : inode_id + 2;
 }
+
 constexpr std::uint64_t inode_of_node(std::uint64_t node, std::uint64_t root_id) {
     return node == fuse_root_node ? root_id : node - 2;
 }
@@ -42,9 +44,11 @@ constexpr std::uint64_t inode_of_node(std::uint64_t node, std::uint64_t root_id)
 // (Image::list resumes exactly there).
 constexpr std::int64_t after_dot = 1;
 constexpr std::int64_t after_dotdot = 2;
+
 constexpr std::int64_t readdir_offset_after(std::int64_t listing_offset) {
     return listing_offset + 2;
 }
+
 constexpr std::int64_t listing_offset_of(std::int64_t readdir_offset) {
     return readdir_offset <= after_dotdot ? 0 : readdir_offset - 2;
 }
@@ -57,10 +61,10 @@ constexpr std::size_t server_cache_bytes = std::size_t{32} << 20;
 constexpr std::size_t server_meta_cache_bytes = std::size_t{4} << 20;
 
 struct ServeOptions {
-    uid_t uid = 0;             // owner of every file, in the mounting user namespace
+    uid_t uid = 0; // owner of every file, in the mounting user namespace
     gid_t gid = 0;
-    unsigned max_threads = 0;  // 0: from the CPUs this process may run on
-    bool debug = false;        // libfuse logs every request (at -vvv)
+    unsigned max_threads = 0; // 0: from the CPUs this process may run on
+    bool debug = false;       // libfuse logs every request (at -vvv)
 };
 
 // An opened and checked SquashFS file, for ch-run: the image (read only
@@ -93,7 +97,6 @@ private:
     explicit SquashFile(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
-
 
 // How many threads serve() uses for max_threads = 0: twice the CPUs in this
 // process's affinity mask, at least 4 and at most 64 (reads wait for I/O and
