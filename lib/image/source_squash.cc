@@ -279,11 +279,11 @@ void SquashSource::map_file(Entry& e, const Inode& ino) {
         else
             extents_.push_back(Extent{off, len});
     };
-    const std::size_t count = layout_.blocks.size();
+    const std::size_t count = layout_.count();
     for (std::size_t i = 0; i < count; ++i) {
         const std::uint64_t off = std::uint64_t(i) * bs;
         const std::uint64_t len = std::min(bs, size - off);
-        if (layout_.blocks[i].hdr == 0)
+        if ((layout_.hdrs[i] & 0xFFFFFF) == 0)
             holes = true;
         else
             add(off, len);
@@ -312,8 +312,8 @@ std::size_t SquashSource::read(void* buf, std::size_t n) {
     const std::uint64_t within = at % bs;
     squash::BlockKey key;
     std::size_t base = 0;
-    if (i < layout_.blocks.size()) {
-        key = layout_.blocks[i];
+    if (i < layout_.count()) {
+        key = layout_.block(i);
     } else {
         key = layout_.tail;
         base = layout_.tail_offset;

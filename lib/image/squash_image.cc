@@ -774,19 +774,28 @@ Fragment Image::fragment(std::uint32_t index, Inflater& inf) const {
     return Fragment{{f.start_offset, f.size}};
 }
 
+BlockKey FileLayout::block(std::size_t i) const {
+    if ((hdrs[i] & 0xFFFFFF) == 0)
+        return {0, 0};
+    std::uint64_t pos = starts[i / 64];
+    for (std::size_t j = i - i % 64; j < i; j++)
+        pos += hdrs[j] & 0xFFFFFF;
+    return {pos, hdrs[i]};
+}
+
 FileLayout Image::layout(const Inode& file, Inflater& inf) const {
     FileLayout l;
-    l.blocks.reserve(file.blocks.size());
+    l.hdrs = file.blocks;
+    l.starts.reserve(file.blocks.size() / 64 + 1);
     std::uint64_t pos = file.blocks_start;
-    for (const std::uint32_t h : file.blocks) {
-        const std::uint32_t size = h & 0xFFFFFF;
-        if (size == 0) { // a hole: zeros, not stored
-            l.blocks.push_back({0, 0});
+    for (std::size_t i = 0; i < file.blocks.size(); i++) {
+        if (i % 64 == 0)
+            l.starts.push_back(pos);
+        const std::uint32_t size = file.blocks[i] & 0xFFFFFF;
+        if (size == 0) // a hole: zeros, not stored
             continue;
-        }
         if (pos < super_size || pos > data_end_ || size > data_end_ - pos)
             corrupt(cat("corrupted file inode ", file.ref, " (its blocks lie outside the data)"));
-        l.blocks.push_back({pos, h});
         pos += size;
     }
     if (file.frag != no_index) {

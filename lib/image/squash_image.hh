@@ -130,12 +130,19 @@ struct Fragment {
     BlockKey key;
 };
 
-// Where a file's data is: its blocks' keys and positions (holes have hdr 0).
+// Where a file's data is, checked: every block inside the data area. Kept
+// compact (4 bytes a block, and where every 64th block starts), since an
+// open file holds it for as long as it is open.
 struct FileLayout {
-    std::vector<BlockKey> blocks;
-    bool has_tail = false; // the end of the file is in a fragment
+    std::vector<std::uint32_t> hdrs;   // each block's size header (size 0: a hole)
+    std::vector<std::uint64_t> starts; // where blocks 0, 64, 128, ... start in the image
+    bool has_tail = false;             // the end of the file is in a fragment
     BlockKey tail;
     std::uint32_t tail_offset = 0;
+
+    std::size_t count() const { return hdrs.size(); }
+    // Block i (< count()): its key, or {0, 0} for a hole.
+    BlockKey block(std::size_t i) const;
 };
 
 // An opened SquashFS file. Thread-safe after open(): every member function

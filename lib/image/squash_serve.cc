@@ -331,9 +331,9 @@ void op_open(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
         // Whoever opens a file reads its start next (exec and the dynamic
         // loader read the ELF header at once): inflate it while the kernel
         // handles this reply.
-        if (!f->layout.blocks.empty() && f->layout.blocks[0].hdr != 0)
-            s.prefetcher.want({f->layout.blocks[0]}, s.img->block_size());
-        else if (f->layout.blocks.empty() && f->layout.has_tail)
+        if (f->layout.count() > 0 && f->layout.block(0).hdr != 0)
+            s.prefetcher.want({f->layout.block(0)}, s.img->block_size());
+        else if (f->layout.count() == 0 && f->layout.has_tail)
             s.prefetcher.want({f->layout.tail}, s.img->block_size());
         fi->fh = reinterpret_cast<std::uint64_t>(f.get());
         fi->keep_cache = 1; // pages stay valid from one open to the next
@@ -359,7 +359,7 @@ struct Span {
 // Each block's size is checked against the span when it is read.
 void plan_read(const OpenFile& f, std::uint64_t bs, std::uint64_t off, std::size_t size,
                std::vector<Span>& spans, std::vector<BlockKey>& ahead, std::size_t ahead_max) {
-    const auto& blocks = f.layout.blocks;
+    const squash::FileLayout& l = f.layout;
     std::size_t done = 0;
     std::uint64_t i = off / bs;
     while (done < size) {
@@ -367,10 +367,10 @@ void plan_read(const OpenFile& f, std::uint64_t bs, std::uint64_t off, std::size
         const std::uint64_t start = i * bs; // where block i starts in the file
         Span sp;
         std::size_t base = 0;
-        if (i < blocks.size()) {
-            sp.key = blocks[i];
+        if (i < l.count()) {
+            sp.key = l.block(i);
             sp.hole = sp.key.hdr == 0;
-        } else if (f.layout.has_tail && i == blocks.size()) {
+        } else if (l.has_tail && i == l.count()) {
             sp.key = f.layout.tail;
             base = f.layout.tail_offset;
         } else {
@@ -384,9 +384,9 @@ void plan_read(const OpenFile& f, std::uint64_t bs, std::uint64_t off, std::size
         done += sp.len;
         i++;
     }
-    for (; ahead.size() < ahead_max && i < blocks.size(); i++)
-        if (blocks[i].hdr != 0)
-            ahead.push_back(blocks[i]);
+    for (; ahead.size() < ahead_max && i < l.count(); i++)
+        if (const BlockKey k = l.block(i); k.hdr != 0)
+            ahead.push_back(k);
 }
 
 // How many blocks after a read the prefetcher is asked for: two per
