@@ -47,15 +47,10 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wmissing-declarati
 CPPFLAGS := -I. -Ilib -Ibin -DCH_PREFIX='"$(PREFIX)"'
 CXXFLAGS := -std=c++20 $(OPT) $(HARDEN) $(WARN) $(CXXFLAGS_CFG) \
             $(YAML_CFLAGS) $(ARCHIVE_CFLAGS) $(ZSTD_CFLAGS) $(CURL_CFLAGS) $(JSON_CFLAGS) \
-            $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(FUSE_CFLAGS)
+            $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(DEFLATE_CFLAGS) $(FUSE_CFLAGS)
 # libstdc++ linked statically: it removes the largest share of dynamic-linking
 # work from every start of ch-run (one per MPI rank).
 LDFLAGS := $(LDSAN) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(if $(SAN),,-static-libstdc++ -static-libgcc) $(LDFLAGS_CFG)
-
-# squashfuse's include directory holds generic names (util.h, cache.h), so only
-# the files that talk to it see it.
-SQUASHFUSE_USERS := $(B)/lib/image/squash_serve.o
-$(SQUASHFUSE_USERS): CXXFLAGS += $(SQUASHFUSE_CFLAGS)
 
 # ---- libraries: one static archive per lib/ module ----------------------
 MODULES := util storage image registry run
@@ -79,11 +74,12 @@ CLI_OBJS := $(B)/bin/cli.o
 
 # Each tool's archives (in link order) and system libraries. ch-run must not
 # link libcurl or libarchive: test/checks/link-deps.sh enforces it. It links
-# libsquashfuse and libfuse3 statically where possible (see configure.ac).
+# libsquashfs, libdeflate and libfuse3 statically where possible (see
+# configure.ac).
 # xz_crc64.o by name, before the archives: see the file for why.
 ch-run_BINOBJS  := $(B)/bin/run_cli.o $(B)/lib/image/xz_crc64.o
 ch-run_LIBS     := $(call lib_a,run image storage util)
-ch-run_SYSLIBS  := $(SQUASHFUSE_RUN_LIBS)
+ch-run_SYSLIBS  := $(RUN_LIBS)
 # A static PIE when configure found every archive; never under sanitizers,
 # which need the dynamic loader. -pie and g++'s -static-libstdc++ (which ends
 # in -Bdynamic) would each turn the link back into a dynamic one. The link's
@@ -91,9 +87,9 @@ ch-run_SYSLIBS  := $(SQUASHFUSE_RUN_LIBS)
 ch-run_LDFLAGS  := $(if $(SAN),,$(RUN_LDFLAGS))
 ch-run_LDFLAGS_OUT := $(if $(ch-run_LDFLAGS),-pie -static-libstdc++)
 ch-checkns_LIBS := $(call lib_a,run image storage util)
-ch-checkns_SYSLIBS := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
+ch-checkns_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(FUSE_LIBS) -lpthread
 ch-convert_LIBS := $(call lib_a,image storage util)
-ch-convert_SYSLIBS := $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
+ch-convert_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(FUSE_LIBS) -lpthread
 
 # config.mk holds the link flags, so a reconfigured build relinks.
 define tool_rules
@@ -118,15 +114,15 @@ UNIT_BIN := $(B)/test/unit/unit-tests
 UNIT_BINOBJS := $(CLI_OBJS) $(B)/bin/run_cli.o
 $(UNIT_BIN): $(UNIT_OBJS) $(UNIT_BINOBJS) $(call lib_a,run registry image storage util)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
-	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
+	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(FUSE_LIBS) -lpthread
 
 # ---- benchmark programs: test/bench/NAME.cc becomes $(B)/test/bench/NAME ----
 BENCH_SRCS := $(sort $(wildcard test/bench/*.cc))
 BENCH_BINS := $(patsubst test/bench/%.cc,$(B)/test/bench/%,$(BENCH_SRCS))
 .PRECIOUS: $(B)/test/bench/%.o
 $(B)/test/bench/%: $(B)/test/bench/%.o $(call lib_a,image storage util)
-	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) -lpthread
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(FUSE_LIBS) -lpthread
 
 # ---- goals -----------------------------------------------------------------
 .PHONY: all tools image unit bench-tools demo check check-full bench install lint clean distclean deps san

@@ -41,6 +41,7 @@
 
 #include "image/squash.hh"
 #include "image/squash_io.hh"
+#include "util/cpus.hh"
 #include "storage/publish.hh"
 #include "util/error.hh"
 #include "util/log.hh"
@@ -153,17 +154,6 @@ const char* kind_words(EntryType t) {
     default:
         return "of an unknown type";
     }
-}
-
-unsigned usable_cpus() {
-    // The CPUs this process may run on (Slurm and taskset restrict them),
-    // not every CPU of the node.
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return static_cast<unsigned>(CPU_COUNT(&set));
-    const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? static_cast<unsigned>(n) : 1;
 }
 
 // Inodes the block processor allocates and keeps updating until it has

@@ -1,48 +1,46 @@
 // source_squash.cc: a SquashFS file as a source of the entry stream, read
-// in-process with libsquashfs. The walk is depth-first with an explicit
-// stack (a hostile image can nest deeper than the C stack): each directory's
-// listing is read whole and sorted, so entries come parents first, siblings
-// by name. Only the listings on the current path and the hard-link map are
-// kept in memory; file data is decompressed block by block as read() asks.
+// with the checked decoder of squash_image.hh (the same one the FUSE server
+// uses). The walk is depth-first with an explicit stack (a hostile image can
+// nest deeper than the C stack): each directory's listing is read whole and
+// sorted, so entries come parents first, siblings by name. Only the listings
+// on the current path and the hard-link map are kept in memory; file data is
+// inflated block by block as read() asks.
 //
-// The image is untrusted input: every table reference, name and block list
-// is checked before use, a directory that contains itself is refused, and
-// every failure names the file and says what is wrong (exit 84).
-#include <sqfs/block.h>
-#include <sqfs/compressor.h>
-#include <sqfs/data_reader.h>
-#include <sqfs/dir.h>
-#include <sqfs/id_table.h>
-#include <sqfs/inode.h>
-#include <sqfs/meta_reader.h>
-#include <sqfs/super.h>
-#include <sqfs/xattr.h>
-#include <sqfs/xattr_reader.h>
-
+// The image is untrusted: besides squash_image's checks, a directory that
+// contains itself is refused, and so are paths longer than max_path, trees
+// deeper than max_depth, and more than max_shared_entries entries expanded
+// through directories that appear in more than one place (a directory
+// referenced from each level of a chain doubles the tree at every level:
+// 2^depth entries from a few KiB of image). Every failure names the file and
+// says what is wrong (exit 84).
 #include <algorithm>
 #include <cstring>
-#include <limits>
-#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include <sys/stat.h>
+
+#include <sqfs/inode.h>
+
 #include "image/squash.hh"
-#include "image/squash_io.hh"
+#include "image/squash_image.hh"
 #include "util/error.hh"
+#include "util/strings.hh"
 
 namespace ch::image {
 
 namespace {
 
-using namespace squash;
+using squash::Inode;
 
-constexpr sqfs_u64 no_table = std::numeric_limits<sqfs_u64>::max();
-constexpr sqfs_u32 no_xattr = 0xFFFFFFFF;
-constexpr sqfs_u32 no_fragment = 0xFFFFFFFF;
-// Bytes handed to sqfs_data_reader_read at once (its size is 32 bits).
-constexpr std::size_t max_read = 1u << 20;
+constexpr std::size_t max_path = 4096;                // bytes of an entry's path
+constexpr std::size_t max_depth = 1024;               // directories on a path
+constexpr std::uint64_t max_shared_entries = 1 << 16; // entries under directories seen before
+// Inflated data blocks kept between reads: several files' tails share one
+// fragment block, which then is inflated once.
+constexpr std::size_t cache_bytes = std::size_t{8} << 20;
 
 class SquashSource : public Source {
 public:
@@ -50,49 +48,47 @@ public:
     bool next(Entry& e) override;
     std::size_t read(void* buf, std::size_t n) override;
     void rewind() override;
+
     std::string describe() const override { return name_; }
 
 private:
     struct Child {
         std::string name;
-        sqfs_u64 ref;
+        std::uint64_t ref;
     };
+
     struct Frame {
         std::string path;
-        sqfs_u64 ref;
+        std::uint64_t ref;
+        bool shared; // this directory (or one above it) was seen before
         std::vector<Child> kids;
         std::size_t next = 0;
     };
 
     [[noreturn]] void fail(std::string_view why) const;
     [[noreturn]] void fail_at(std::string_view path, std::string_view why) const;
-    void check(int code, std::string_view context) const;
-    void check_at(int code, std::string_view path, std::string_view context) const;
-
-    Mem<sqfs_inode_generic_t> read_inode(sqfs_u64 ref, std::string_view path) const;
-    void fill(Entry& e, std::string path, Mem<sqfs_inode_generic_t> ino, sqfs_u64 ref);
-    std::vector<Child> read_listing(const sqfs_inode_generic_t& dir, std::string_view path) const;
-    void read_xattrs(Entry& e, const sqfs_inode_generic_t& ino) const;
-    void map_file(Entry& e, const sqfs_inode_generic_t& ino);
+    Inode read_inode(std::uint64_t ref, std::string_view path);
+    void fill(Entry& e, std::string path, Inode ino, bool shared);
+    std::vector<Child> read_listing(const Inode& dir, std::string_view path);
+    void map_file(Entry& e, const Inode& ino);
 
     std::string name_;
-    Ptr<sqfs_file_t> file_;
-    sqfs_super_t super_{};
-    Ptr<sqfs_compressor_t> cmp_;
-    Ptr<sqfs_id_table_t> ids_;
-    Ptr<sqfs_meta_reader_t> inode_mr_;
-    Ptr<sqfs_meta_reader_t> dir_mr_;
-    Ptr<sqfs_data_reader_t> data_;
-    Ptr<sqfs_xattr_reader_t> xattrs_; // null if the image has none
+    std::shared_ptr<squash::Image> img_;
+    std::unique_ptr<squash::Inflater> inf_;
+    squash::BlockCache cache_{cache_bytes};
 
     // Walk state.
     bool started_ = false;
     std::vector<Frame> stack_;
-    std::unordered_set<sqfs_u64> open_dirs_;            // refs of the dirs on stack_
-    std::unordered_map<sqfs_u64, std::string> links_;   // inode ref -> first path (nlink > 1)
+    std::unordered_set<std::uint64_t> open_dirs_; // refs of the dirs on stack_
+    std::unordered_set<std::uint64_t> seen_dirs_; // refs of every dir listed so far
+    std::uint64_t shared_entries_ = 0;
+    std::unordered_map<std::uint64_t, std::string> links_; // inode ref -> first path (nlink > 1)
 
     // The regular file whose data read() delivers.
-    Mem<sqfs_inode_generic_t> cur_;
+    bool has_file_ = false;
+    Inode cur_;
+    squash::FileLayout layout_;
     std::string cur_path_;
     std::vector<Extent> extents_;
     std::size_t ext_ = 0;
@@ -101,74 +97,15 @@ private:
 
 SquashSource::SquashSource(const fs::path& file)
     : name_(file.string()) {
-    file_ = open_file(file, Access::read);
-    // The magic first, by hand: sqfs_super_read on a short file reports an
-    // out-of-bounds read, and "not a SquashFS file" is the useful answer.
-    const sqfs_u64 size = file_->get_size(file_.get());
-    char magic[4] = {};
-    if (size < sizeof magic || file_->read_at(file_.get(), 0, magic, sizeof magic) != 0 ||
-        std::memcmp(magic, "hsqs", 4) != 0)
-        fail("not a SquashFS file (bad magic)");
-    if (size < sizeof(sqfs_super_t))
-        fail(cat("truncated: ", size, " bytes, shorter than a SquashFS superblock"));
-    const int r = sqfs_super_read(&super_, file_.get());
-    if (r == SQFS_ERROR_CORRUPTED || r == SQFS_ERROR_OUT_OF_BOUNDS)
-        fail("corrupted superblock");
-    check(r, "superblock");
-    // A copy cut short (full disk, interrupted transfer) is the common
-    // damage; say so up front instead of failing later on some table.
-    if (super_.bytes_used > size)
-        fail(cat("truncated: ", size, " bytes, but its superblock says ", super_.bytes_used));
-    // Tables must lie in the file, in the order the format puts them.
-    for (const sqfs_u64 start : {super_.inode_table_start, super_.directory_table_start, super_.id_table_start})
-        if (start >= super_.bytes_used)
-            fail("corrupted superblock (a table starts past the end of the image)");
-    if (super_.inode_table_start >= super_.directory_table_start)
-        fail("corrupted superblock (inode table after directory table)");
-
-    sqfs_compressor_config_t cfg{};
-    int rc = sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(super_.compression_id),
-                                         super_.block_size, SQFS_COMP_FLAG_UNCOMPRESS);
-    sqfs_compressor_t* c = nullptr;
-    if (rc == 0)
-        rc = sqfs_compressor_create(&cfg, &c);
-    if (rc == SQFS_ERROR_UNSUPPORTED)
-        fail(cat("compressed with ", compressor_name(super_.compression_id),
-                 ", which this libsquashfs can't decompress"));
-    check(rc, "compressor");
-    cmp_.reset(c);
-    if (super_.flags & SQFS_FLAG_COMPRESSOR_OPTIONS)
-        check(cmp_->read_options(cmp_.get(), file_.get()), "compressor options");
-
-    ids_.reset(sqfs_id_table_create(0));
-    if (!ids_)
-        check(SQFS_ERROR_ALLOC, "id table");
-    check(sqfs_id_table_read(ids_.get(), file_.get(), &super_, cmp_.get()), "id table");
-
-    // The directory table ends where the next table starts.
-    sqfs_u64 dir_end = super_.bytes_used;
-    for (const sqfs_u64 t : {super_.fragment_table_start, super_.export_table_start, super_.id_table_start,
-                             super_.xattr_id_table_start})
-        if (t != no_table && t > super_.directory_table_start && t < dir_end)
-            dir_end = t;
-    inode_mr_.reset(sqfs_meta_reader_create(file_.get(), cmp_.get(), super_.inode_table_start,
-                                            super_.directory_table_start));
-    dir_mr_.reset(sqfs_meta_reader_create(file_.get(), cmp_.get(), super_.directory_table_start, dir_end));
-    data_.reset(sqfs_data_reader_create(file_.get(), super_.block_size, cmp_.get(), 0));
-    if (!inode_mr_ || !dir_mr_ || !data_)
-        check(SQFS_ERROR_ALLOC, "readers");
-    check(sqfs_data_reader_load_fragment_table(data_.get(), &super_), "fragment table");
-    if (!(super_.flags & SQFS_FLAG_NO_XATTRS) && super_.xattr_id_table_start != no_table) {
-        xattrs_.reset(sqfs_xattr_reader_create(0));
-        if (!xattrs_)
-            check(SQFS_ERROR_ALLOC, "xattr table");
-        check(sqfs_xattr_reader_load(xattrs_.get(), &super_, file_.get(), cmp_.get()), "xattr table");
+    try {
+        img_ = squash::Image::open(file);
+        inf_ = std::make_unique<squash::Inflater>(*img_);
+    } catch (const squash::SquashError& e) {
+        fail(e.what());
+    } catch (Error& e) {
+        e.set_exit_code(Exit::squash);
+        throw;
     }
-    // The root must be readable and a directory; finding out now gives the
-    // error before a conversion has created anything.
-    const Mem<sqfs_inode_generic_t> root = read_inode(super_.root_inode_ref, "");
-    if (root->base.type != SQFS_INODE_DIR && root->base.type != SQFS_INODE_EXT_DIR)
-        fail("corrupted: the root is not a directory");
 }
 
 void SquashSource::fail(std::string_view why) const {
@@ -181,66 +118,43 @@ void SquashSource::fail_at(std::string_view path, std::string_view why) const {
     fail(cat("entry '", printable(path), "': ", why));
 }
 
-void SquashSource::check(int code, std::string_view context) const {
-    if (code < 0)
-        fail(cat(context, ": ", error_words(code, file_.get())));
+Inode SquashSource::read_inode(std::uint64_t ref, std::string_view path) {
+    try {
+        return img_->inode(ref, *inf_);
+    } catch (const squash::SquashError& e) {
+        fail_at(path, e.what());
+    }
 }
 
-void SquashSource::check_at(int code, std::string_view path, std::string_view context) const {
-    if (code < 0)
-        fail_at(path, cat(context, ": ", error_words(code, file_.get())));
-}
-
-Mem<sqfs_inode_generic_t> SquashSource::read_inode(sqfs_u64 ref, std::string_view path) const {
-    // A reference is the offset of a metadata block within the inode table
-    // (bits 16-47) and the inode's offset within the uncompressed block.
-    const sqfs_u64 block = ref >> 16;
-    const std::size_t offset = ref & 0xFFFF;
-    if (block >= super_.directory_table_start - super_.inode_table_start || offset >= SQFS_META_BLOCK_SIZE)
-        fail_at(path, "corrupted inode reference");
-    sqfs_inode_generic_t* ino = nullptr;
-    // libsquashfs adds the inode table's start itself.
-    check_at(sqfs_meta_reader_read_inode(inode_mr_.get(), &super_, block, offset, &ino), path, "inode");
-    return Mem<sqfs_inode_generic_t>(ino);
-}
-
-std::vector<SquashSource::Child> SquashSource::read_listing(const sqfs_inode_generic_t& dir,
-                                                            std::string_view path) const {
-    sqfs_readdir_state_t st{};
-    check_at(sqfs_readdir_state_init(&st, &super_, &dir), path, "directory");
+std::vector<SquashSource::Child> SquashSource::read_listing(const Inode& dir,
+                                                            std::string_view path) {
     std::vector<Child> kids;
-    while (true) {
-        sqfs_dir_entry_t* raw = nullptr;
-        sqfs_u32 inum = 0;
-        sqfs_u64 iref = 0;
-        const int r = sqfs_meta_reader_readdir(dir_mr_.get(), &st, &raw, &inum, &iref);
-        if (r > 0)
-            break;
-        check_at(r, path, "directory listing");
-        const Mem<sqfs_dir_entry_t> ent(raw);
-        // The name length is stored minus one.
-        const std::string_view name(reinterpret_cast<const char*>(ent->name), std::size_t(ent->size) + 1);
-        if (name == "." || name == ".." || name.find('/') != std::string_view::npos ||
-            name.find('\0') != std::string_view::npos)
-            fail_at(path, cat("corrupted directory listing (invalid name '", printable(name), "')"));
-        kids.push_back(Child{std::string(name), iref});
+    try {
+        img_->list(dir, 0, *inf_, [&](const squash::DirEntry& e) {
+            kids.push_back(Child{e.name, e.ref});
+            return true;
+        });
+    } catch (const squash::SquashError& e) {
+        fail_at(path, e.what());
     }
     // Writers must store listings sorted (the kernel's lookup depends on it),
     // but the stream's order is our promise, not the image's: sort anyway.
-    std::sort(kids.begin(), kids.end(), [](const Child& a, const Child& b) { return a.name < b.name; });
+    std::sort(kids.begin(), kids.end(),
+              [](const Child& a, const Child& b) { return a.name < b.name; });
     for (std::size_t i = 1; i < kids.size(); ++i)
         if (kids[i].name == kids[i - 1].name)
-            fail_at(path, cat("corrupted directory listing (name '", printable(kids[i].name), "' twice)"));
+            fail_at(path, cat("corrupted directory listing (name '", printable(kids[i].name),
+                              "' twice)"));
     return kids;
 }
 
 bool SquashSource::next(Entry& e) {
     e = Entry{};
-    cur_.reset();
+    has_file_ = false;
     extents_.clear();
     if (!started_) {
         started_ = true;
-        fill(e, "", read_inode(super_.root_inode_ref, ""), super_.root_inode_ref);
+        fill(e, "", read_inode(img_->root_ref(), ""), false);
         return true;
     }
     while (!stack_.empty()) {
@@ -251,125 +165,113 @@ bool SquashSource::next(Entry& e) {
             continue;
         }
         Child c = std::move(f.kids[f.next++]);
+        const bool shared = f.shared;
         std::string path = f.path.empty() ? std::move(c.name) : cat(f.path, "/", c.name);
-        Mem<sqfs_inode_generic_t> ino = read_inode(c.ref, path);
-        fill(e, std::move(path), std::move(ino), c.ref); // may push onto stack_ (f dangles)
+        if (path.size() > max_path)
+            fail_at(path, cat("path longer than ", max_path, " bytes"));
+        if (shared && ++shared_entries_ > max_shared_entries)
+            fail_at(path, cat("more than ", max_shared_entries,
+                              " entries under directories that appear in several places"));
+        Inode ino = read_inode(c.ref, path);
+        fill(e, std::move(path), std::move(ino), shared); // may push onto stack_ (f dangles)
         return true;
     }
     return false;
 }
 
-void SquashSource::fill(Entry& e, std::string path, Mem<sqfs_inode_generic_t> ino, sqfs_u64 ref) {
+void SquashSource::fill(Entry& e, std::string path, Inode ino, bool shared) {
     e.path = std::move(path);
-    const sqfs_inode_t& b = ino->base;
-    sqfs_u32 uid = 0, gid = 0;
-    check_at(sqfs_id_table_index_to_id(ids_.get(), b.uid_idx, &uid), e.path, "owner");
-    check_at(sqfs_id_table_index_to_id(ids_.get(), b.gid_idx, &gid), e.path, "group");
-    e.mode = b.mode & 07777;
-    e.uid = uid;
-    e.gid = gid;
-    e.mtime = b.mod_time;
-
-    sqfs_u32 nlink = 1; // basic file inodes have no count: one name
-    switch (b.type) {
-    case SQFS_INODE_DIR:
-    case SQFS_INODE_EXT_DIR:
+    e.mode = ino.mode & 07777;
+    e.uid = ino.uid;
+    e.gid = ino.gid;
+    e.mtime = ino.mtime;
+    switch (ino.mode & S_IFMT) {
+    case S_IFDIR:
         e.type = EntryType::dir;
         break;
-    case SQFS_INODE_FILE:
+    case S_IFREG:
         e.type = EntryType::file;
         break;
-    case SQFS_INODE_EXT_FILE:
-        e.type = EntryType::file;
-        nlink = ino->data.file_ext.nlink;
-        break;
-    case SQFS_INODE_SLINK:
-    case SQFS_INODE_EXT_SLINK:
+    case S_IFLNK:
         e.type = EntryType::symlink;
-        nlink = ino->data.slink.nlink;
         break;
-    case SQFS_INODE_BDEV:
-    case SQFS_INODE_CDEV:
-    case SQFS_INODE_EXT_BDEV:
-    case SQFS_INODE_EXT_CDEV: {
-        const bool block = b.type == SQFS_INODE_BDEV || b.type == SQFS_INODE_EXT_BDEV;
-        e.type = block ? EntryType::blockdev : EntryType::chardev;
-        nlink = ino->data.dev.nlink;
+    case S_IFBLK:
+    case S_IFCHR: {
+        e.type = S_ISBLK(ino.mode) ? EntryType::blockdev : EntryType::chardev;
         // Linux's encoding (new_encode_dev): minor's low byte, major, the
         // rest of minor.
-        const sqfs_u32 d = ino->data.dev.devno;
+        const std::uint32_t d = ino.devno;
         e.dev_major = (d >> 8) & 0xFFF;
         e.dev_minor = (d & 0xFF) | ((d >> 12) & 0xFFF00);
         break;
     }
-    case SQFS_INODE_FIFO:
-    case SQFS_INODE_EXT_FIFO:
+    case S_IFIFO:
         e.type = EntryType::fifo;
-        nlink = ino->data.ipc.nlink;
-        break;
-    case SQFS_INODE_SOCKET:
-    case SQFS_INODE_EXT_SOCKET:
-        e.type = EntryType::socket;
-        nlink = ino->data.ipc.nlink;
         break;
     default:
-        fail_at(e.path, cat("corrupted inode (unknown type ", b.type, ")"));
+        e.type = EntryType::socket;
+        break;
     }
+    // Basic file inodes carry no link count: one name.
+    const std::uint32_t nlink = ino.type == SQFS_INODE_FILE ? 1 : ino.nlink;
 
     // A second directory entry for an inode already seen is a hard link.
     // Only inodes that say they have several names are remembered, so the
     // map holds the hard-linked files, not every file of the image.
     if (e.type != EntryType::dir && nlink > 1) {
-        const auto [it, first] = links_.emplace(ref, e.path);
+        const auto [it, first] = links_.emplace(ino.ref, e.path);
         if (!first) {
             e.type = EntryType::hardlink;
             e.link_target = it->second;
             return;
         }
     }
-    read_xattrs(e, *ino);
+    try {
+        for (auto& x : img_->xattrs(ino, *inf_))
+            e.xattrs.push_back(Xattr{std::move(x.name), std::move(x.value)});
+    } catch (const squash::SquashError& err) {
+        fail_at(e.path, err.what());
+    }
 
     switch (e.type) {
     case EntryType::dir: {
-        if (!open_dirs_.insert(ref).second)
+        if (!open_dirs_.insert(ino.ref).second)
             fail_at(e.path, "corrupted: the directory contains itself");
-        std::vector<Child> kids = read_listing(*ino, e.path);
-        stack_.push_back(Frame{e.path, ref, std::move(kids), 0});
+        if (stack_.size() >= max_depth)
+            fail_at(e.path, cat("more than ", max_depth, " directories deep"));
+        // A directory listed before, elsewhere: its entries (and everything
+        // under it) count against max_shared_entries.
+        const bool again = !seen_dirs_.insert(ino.ref).second;
+        std::vector<Child> kids = read_listing(ino, e.path);
+        stack_.push_back(Frame{e.path, ino.ref, shared || again, std::move(kids), 0});
         break;
     }
-    case EntryType::symlink: {
-        const sqfs_u32 len = ino->data.slink.target_size;
-        if (len > ino->payload_bytes_used)
-            fail_at(e.path, "corrupted symlink inode");
-        e.link_target.assign(reinterpret_cast<const char*>(ino->extra), len);
+    case EntryType::symlink:
+        e.link_target = std::move(ino.target);
         break;
-    }
     case EntryType::file:
-        map_file(e, *ino);
+        map_file(e, ino);
         cur_ = std::move(ino);
         cur_path_ = e.path;
+        has_file_ = true;
         break;
     default:
         break;
     }
 }
 
-// The file's size, and its data regions if it has sparse blocks. A block
-// list that doesn't match the size is refused here rather than when read.
-void SquashSource::map_file(Entry& e, const sqfs_inode_generic_t& ino) {
-    sqfs_u64 size = 0;
-    sqfs_u32 frag = no_fragment, frag_off = 0;
-    check_at(sqfs_inode_get_file_size(&ino, &size), e.path, "file inode");
-    check_at(sqfs_inode_get_frag_location(&ino, &frag, &frag_off), e.path, "file inode");
-    const sqfs_u64 bs = super_.block_size;
-    const std::size_t count = sqfs_inode_get_file_block_count(&ino);
-    const sqfs_u64 want = frag != no_fragment ? size / bs : (size + bs - 1) / bs;
-    if (count != want)
-        fail_at(e.path, cat("corrupted file inode (", count, " blocks for ", size, " bytes)"));
+// The file's size, and its data regions if it has sparse blocks.
+void SquashSource::map_file(Entry& e, const Inode& ino) {
+    try {
+        layout_ = img_->layout(ino, *inf_);
+    } catch (const squash::SquashError& err) {
+        fail_at(e.path, err.what());
+    }
+    const std::uint64_t bs = img_->block_size();
+    const std::uint64_t size = ino.size;
     e.size = size;
-
     bool holes = false;
-    auto add = [&](sqfs_u64 off, sqfs_u64 len) {
+    auto add = [&](std::uint64_t off, std::uint64_t len) {
         if (len == 0)
             return;
         if (!extents_.empty() && extents_.back().offset + extents_.back().length == off)
@@ -377,46 +279,25 @@ void SquashSource::map_file(Entry& e, const sqfs_inode_generic_t& ino) {
         else
             extents_.push_back(Extent{off, len});
     };
+    const std::size_t count = layout_.count();
     for (std::size_t i = 0; i < count; ++i) {
-        const sqfs_u64 off = sqfs_u64(i) * bs;
-        const sqfs_u64 len = std::min(bs, size - off);
-        if (SQFS_IS_SPARSE_BLOCK(ino.extra[i]))
+        const std::uint64_t off = std::uint64_t(i) * bs;
+        const std::uint64_t len = std::min(bs, size - off);
+        if ((layout_.hdrs[i] & 0xFFFFFF) == 0)
             holes = true;
         else
             add(off, len);
     }
-    if (frag != no_fragment)
-        add(sqfs_u64(count) * bs, size - sqfs_u64(count) * bs);
+    if (layout_.has_tail)
+        add(std::uint64_t(count) * bs, size - std::uint64_t(count) * bs);
     if (holes)
         e.sparse = extents_;
     ext_ = 0;
     ext_pos_ = 0;
 }
 
-void SquashSource::read_xattrs(Entry& e, const sqfs_inode_generic_t& ino) const {
-    sqfs_u32 idx = no_xattr;
-    if (sqfs_inode_get_xattr_index(&ino, &idx) != 0 || idx == no_xattr)
-        return;
-    if (!xattrs_)
-        fail_at(e.path, "corrupted: inode has xattrs but the image has no xattr table");
-    sqfs_xattr_id_t desc{};
-    check_at(sqfs_xattr_reader_get_desc(xattrs_.get(), idx, &desc), e.path, "xattrs");
-    check_at(sqfs_xattr_reader_seek_kv(xattrs_.get(), &desc), e.path, "xattrs");
-    for (sqfs_u32 i = 0; i < desc.count; ++i) {
-        sqfs_xattr_entry_t* k = nullptr;
-        check_at(sqfs_xattr_reader_read_key(xattrs_.get(), &k), e.path, "xattr key");
-        const Mem<sqfs_xattr_entry_t> key(k);
-        sqfs_xattr_value_t* v = nullptr;
-        check_at(sqfs_xattr_reader_read_value(xattrs_.get(), key.get(), &v), e.path, "xattr value");
-        const Mem<sqfs_xattr_value_t> value(v);
-        // libsquashfs gives the key with its prefix ("user.") put back.
-        e.xattrs.push_back(Xattr{std::string(reinterpret_cast<const char*>(key->key)),
-                                 std::string(reinterpret_cast<const char*>(value->value), value->size)});
-    }
-}
-
 std::size_t SquashSource::read(void* buf, std::size_t n) {
-    if (!cur_ || n == 0)
+    if (!has_file_ || n == 0)
         return 0;
     while (ext_ < extents_.size() && ext_pos_ == extents_[ext_].length) {
         ++ext_;
@@ -424,24 +305,44 @@ std::size_t SquashSource::read(void* buf, std::size_t n) {
     }
     if (ext_ == extents_.size())
         return 0;
-    // The data reader keeps the last block and fragment block it
-    // decompressed, so small reads don't decompress a block twice.
     const Extent& x = extents_[ext_];
-    const auto len = static_cast<sqfs_u32>(std::min<sqfs_u64>({n, x.length - ext_pos_, max_read}));
-    const sqfs_s32 r = sqfs_data_reader_read(data_.get(), cur_.get(), x.offset + ext_pos_, buf, len);
-    check_at(r, cur_path_, "data");
-    if (r == 0)
+    const std::uint64_t bs = img_->block_size();
+    const std::uint64_t at = x.offset + ext_pos_;
+    const std::uint64_t i = at / bs;
+    const std::uint64_t within = at % bs;
+    squash::BlockKey key;
+    std::size_t base = 0;
+    if (i < layout_.count()) {
+        key = layout_.block(i);
+    } else {
+        key = layout_.tail;
+        base = layout_.tail_offset;
+    }
+    const std::size_t len =
+        static_cast<std::size_t>(std::min<std::uint64_t>({n, x.length - ext_pos_, bs - within}));
+    std::shared_ptr<const squash::Block> b;
+    try {
+        b = cache_.get(key, bs, [&](const squash::BlockKey& k, squash::Block& out) {
+            out.size = img_->read_block(k, out.data.get(), out.cap, *inf_);
+        });
+    } catch (const squash::SquashError& err) {
+        fail_at(cur_path_, err.what());
+    }
+    if (base + within > b->size || len > b->size - base - within)
         fail_at(cur_path_, "corrupted: data ends before the file size");
-    ext_pos_ += static_cast<sqfs_u64>(r);
-    return static_cast<std::size_t>(r);
+    std::memcpy(buf, b->data.get() + base + within, len);
+    ext_pos_ += len;
+    return len;
 }
 
 void SquashSource::rewind() {
     started_ = false;
     stack_.clear();
     open_dirs_.clear();
+    seen_dirs_.clear();
+    shared_entries_ = 0;
     links_.clear();
-    cur_.reset();
+    has_file_ = false;
     extents_.clear();
 }
 

@@ -1,7 +1,7 @@
 // xz_crc64.cc: liblzma's lzma_crc64, for ch-run's static link only (the
 // Makefile links this object into ch-run by name; nothing else uses it).
 //
-// Why: ch-run links libsquashfuse's xz decoder, and with it liblzma's
+// Why: ch-run links libsquashfs's xz decoder, and with it liblzma's
 // crc64_fast.o, whose constructor probes the CPU with CPUID at every start
 // of the process, whether or not an xz image is ever read. In a VM a CPUID
 // traps to the hypervisor (12.5 us each on our CI machines); that

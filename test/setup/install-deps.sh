@@ -5,13 +5,14 @@
 # with apt-get; otherwise the exact apt-get line is printed and we stop.
 set -euo pipefail
 
-# zlib1g-dev ... liblz4-dev: the static archives of libsquashfuse's
-# decompressors, which ch-run links in (configure.ac says why).
+# zlib1g-dev ... libzstd-dev: the static archives of libsquashfs's
+# decompressors, which ch-run links in (configure.ac says why). squashfuse
+# (test): an independent SquashFS reader the writer's unit tests check against.
 declare -A pkgs=(
   [build]="g++ make autoconf automake pkg-config libargh-dev libyaml-cpp-dev libarchive-dev libzstd-dev
            libcurl4-openssl-dev doctest-dev nlohmann-json3-dev libssl-dev libsquashfs-dev
-           libsquashfuse-dev libfuse3-dev busybox-static
-           zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev"
+           libdeflate-dev libfuse3-dev busybox-static
+           zlib1g-dev liblzma-dev liblz4-dev"
   [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3
           binutils shellcheck python3 libcap2-bin time"
   [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time debootstrap"

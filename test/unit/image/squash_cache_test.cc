@@ -1,0 +1,121 @@
+// squash_cache_test.cc: the block cache alone (no image): its bound in bytes,
+// which blocks it drops, one load per block however many threads want it,
+// and failures that are not cached.
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "image/squash_cache.hh"
+
+using namespace ch::image::squash;
+
+namespace {
+
+// A loader that fills a block with its position's low byte and counts calls.
+struct Counting {
+    std::atomic<int> calls{0};
+
+    Loader loader() {
+        return [this](const BlockKey& k, Block& out) {
+            calls++;
+            std::memset(out.data.get(), static_cast<int>(k.pos & 0xFF), out.cap);
+            out.size = out.cap;
+        };
+    }
+};
+
+} // namespace
+
+TEST_SUITE("image") {
+
+    TEST_CASE("squash_cache: holds at most its bound in bytes, dropping the oldest") {
+        BlockCache c(8192);
+        Counting n;
+        const Loader load = n.loader();
+        for (std::uint64_t pos = 1; pos <= 5; pos++) {
+            const auto b = c.get({pos, 1}, 4096, load);
+            CHECK(b->size == 4096);
+            CHECK(b->data[0] == static_cast<char>(pos));
+            CHECK(c.bytes() <= c.max_bytes());
+        }
+        CHECK(n.calls == 5);
+        CHECK(c.has({5, 1}));
+        CHECK(c.has({4, 1}));
+        CHECK_FALSE(c.has({1, 1})); // the oldest went first
+        static_cast<void>(c.get({4, 1}, 4096, load));
+        CHECK(n.calls == 5); // cached: not loaded again
+        static_cast<void>(c.get({1, 1}, 4096, load));
+        CHECK(n.calls == 6);        // dropped: loaded again
+        CHECK_FALSE(c.has({5, 1})); // 4 was used more recently than 5
+    }
+
+    TEST_CASE("squash_cache: a block still in use outlives its eviction") {
+        BlockCache c(4096);
+        Counting n;
+        const Loader load = n.loader();
+        const auto held = c.get({7, 1}, 4096, load);
+        static_cast<void>(c.get({8, 1}, 4096, load));
+        CHECK_FALSE(c.has({7, 1}));
+        CHECK(held->data[4095] == 7); // the reply's bytes stay valid
+        CHECK(c.bytes() == 4096);
+    }
+
+    TEST_CASE("squash_cache: threads that want one block at once load it once") {
+        BlockCache c(1 << 20);
+        std::atomic<int> calls{0};
+        const Loader slow = [&](const BlockKey&, Block& out) {
+            calls++;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            std::memset(out.data.get(), 'x', out.cap);
+            out.size = out.cap;
+        };
+        std::vector<std::thread> threads;
+        std::atomic<int> good{0};
+        for (int i = 0; i < 8; i++)
+            threads.emplace_back([&] {
+                const auto b = c.get({42, 1}, 1024, slow);
+                if (b->size == 1024 && b->data[1023] == 'x')
+                    good++;
+            });
+        for (auto& t : threads)
+            t.join();
+        CHECK(calls == 1);
+        CHECK(good == 8);
+    }
+
+    TEST_CASE("squash_cache: a failed load reaches every waiter and is not cached") {
+        BlockCache c(1 << 20);
+        int calls = 0;
+        const Loader bad = [&](const BlockKey&, Block&) {
+            calls++;
+            throw std::runtime_error("corrupted block");
+        };
+        CHECK_THROWS_WITH(c.get({1, 1}, 1024, bad), "corrupted block");
+        CHECK_FALSE(c.has({1, 1}));
+        CHECK(c.bytes() == 0);
+        CHECK_THROWS_WITH(c.get({1, 1}, 1024, bad), "corrupted block");
+        CHECK(calls == 2);
+        c.prefetch({1, 1}, 1024, bad); // a guess that fails is silent
+        CHECK(calls == 3);
+    }
+
+    TEST_CASE("squash_cache: the prefetcher loads what it is asked for") {
+        BlockCache c(1 << 20);
+        Counting n;
+        {
+            Prefetcher p(c, 2, 16, [&] { return n.loader(); });
+            p.want({{1, 1}, {2, 1}, {3, 1}}, 1024);
+            for (int i = 0; i < 200 && n.calls < 3; i++)
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        CHECK(n.calls == 3);
+        CHECK(c.has({1, 1}));
+        CHECK(c.has({3, 1}));
+    }
+
+} // TEST_SUITE
