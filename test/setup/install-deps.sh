@@ -13,7 +13,7 @@ declare -A pkgs=(
            libsquashfuse-dev libfuse3-dev busybox-static
            zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev"
   [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3
-          binutils shellcheck python3 libcap2-bin time"
+          binutils shellcheck python3 libcap2-bin time clang-14 libclang-rt-14-dev"
   [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time debootstrap"
 )
 
