@@ -186,7 +186,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # Warnings shown, not fatal: clang may warn where g++ (the gate) does not.
 FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(filter-out -Werror,$(WARN)) \
                  $(CXXFLAGS_CFG) $(YAML_CFLAGS) $(ARCHIVE_CFLAGS) $(ZSTD_CFLAGS) $(CURL_CFLAGS) \
-                 $(JSON_CFLAGS) $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(FUSE_CFLAGS) $(SQUASHFUSE_CFLAGS)
+                 $(JSON_CFLAGS) $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(DEFLATE_CFLAGS) $(FUSE_CFLAGS) $(SQUASHFUSE_CFLAGS)
 # Not the FUSE server: clang 14 can't compile libstdc++ 12's ranges it uses.
 FUZZ_LIB_SRCS := $(filter-out lib/image/squash_serve.cc,$(image_SRCS)) $(storage_SRCS) $(util_SRCS)
 FUZZ_LIB_OBJS := $(patsubst %.cc,$(FUZZ_B)/%.o,$(FUZZ_LIB_SRCS))
