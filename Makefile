@@ -203,6 +203,7 @@ $(FUZZ_B)/test/fuzz/%.o: test/fuzz/%.cc config.h
 $(FUZZ_B)/test/fuzz/%: $(FUZZ_B)/test/fuzz/%.o $(FUZZ_B)/libch_fuzz.a config.mk
 	$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_B)/libch_fuzz.a $(ch-convert_SYSLIBS)
 
+.PRECIOUS: $(FUZZ_B)/test/fuzz/%.o
 .PHONY: fuzz fuzz-tools
 fuzz-tools: $(FUZZ_BINS)
 fuzz: fuzz-tools tools
