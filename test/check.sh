@@ -45,11 +45,12 @@ done
 fuzz_s=${CH_FUZZ_SECONDS:-45}
 if ((fuzz_s > 0)); then
     section "fuzzing (${fuzz_s}s)"
-    if make --no-print-directory fuzz-tools > "$CH_TEST_ROOT/fuzz-build.log" 2>&1 \
-       && test/fuzz/run.sh build-fuzz/test/fuzz/squash_fuzz "$fuzz_s" "$CH_TEST_ROOT/fuzz"; then
+    if ! make --no-print-directory fuzz-tools > "$CH_TEST_ROOT/fuzz-build.log" 2>&1; then
+        tail -n 20 "$CH_TEST_ROOT/fuzz-build.log"
+        echo "FAIL fuzz (build)"; count fuzz 0 1
+    elif test/fuzz/run.sh build-fuzz/test/fuzz/squash_fuzz "$fuzz_s" "$CH_TEST_ROOT/fuzz"; then
         echo "ok   fuzz"; count fuzz 1 0
     else
-        tail -n 20 "$CH_TEST_ROOT/fuzz-build.log"
         echo "FAIL fuzz"; count fuzz 0 1
     fi
 fi
