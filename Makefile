@@ -169,3 +169,39 @@ distclean: clean
 	rm -rf config.mk config.h config.h.in config.status config.log configure autom4te.cache aclocal.m4 config.h.in~
 
 -include $(shell find build build-san -name '*.d' 2>/dev/null)
+
+# ==== fuzzing: libFuzzer harnesses in test/fuzz/ ===============================
+# Built with clang (Debian's clang-14 and libclang-rt-14-dev), ASan and UBSan,
+# into build-fuzz/: its own copy of the lib/ objects the harnesses use, since
+# libFuzzer needs clang's coverage instrumentation. `make fuzz` runs
+# test/fuzz/squash_fuzz for FUZZ_SECONDS; test/check.sh runs it briefly.
+FUZZ_CXX ?= clang++-14
+FUZZ_SECONDS ?= 600
+FUZZ_B := build-fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# Warnings shown, not fatal: clang may warn where g++ (the gate) does not.
+FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(filter-out -Werror,$(WARN)) \
+                 $(CXXFLAGS_CFG) $(YAML_CFLAGS) $(ARCHIVE_CFLAGS) $(ZSTD_CFLAGS) $(CURL_CFLAGS) \
+                 $(JSON_CFLAGS) $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(DEFLATE_CFLAGS) $(FUSE_CFLAGS) $(SQUASHFUSE_CFLAGS)
+# Not the FUSE server: clang 14 can't compile libstdc++ 12's ranges it uses.
+FUZZ_LIB_SRCS := $(filter-out lib/image/squash_serve.cc,$(image_SRCS)) $(storage_SRCS) $(util_SRCS)
+FUZZ_LIB_OBJS := $(patsubst %.cc,$(FUZZ_B)/%.o,$(FUZZ_LIB_SRCS))
+FUZZ_BINS := $(patsubst test/fuzz/%.cc,$(FUZZ_B)/test/fuzz/%,$(wildcard test/fuzz/*.cc))
+
+$(FUZZ_B)/lib/%.o: lib/%.cc config.h
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(CPPFLAGS) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+$(FUZZ_B)/libch_fuzz.a: $(FUZZ_LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_B)/test/fuzz/%.o: test/fuzz/%.cc config.h
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(CPPFLAGS) $(FUZZ_CXXFLAGS) -Werror -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+$(FUZZ_B)/test/fuzz/%: $(FUZZ_B)/test/fuzz/%.o $(FUZZ_B)/libch_fuzz.a config.mk
+	$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_B)/libch_fuzz.a $(ch-convert_SYSLIBS)
+
+.PRECIOUS: $(FUZZ_B)/test/fuzz/%.o
+.PHONY: fuzz fuzz-tools
+fuzz-tools: $(FUZZ_BINS)
+fuzz: fuzz-tools tools
+	test/fuzz/run.sh $(FUZZ_B)/test/fuzz/squash_fuzz $(FUZZ_SECONDS)
+-include $(shell find build-fuzz -name '*.d' 2>/dev/null)

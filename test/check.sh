@@ -39,6 +39,22 @@ for c in test/checks/*.sh; do
     fi
 done
 
+# ---- fuzzing: a brief run of test/fuzz/ (make fuzz runs it longer) ----------
+# Seeded with the hostile SquashFS corpus; one pass or one failure, like a
+# static check. CH_FUZZ_SECONDS=0 leaves it out.
+fuzz_s=${CH_FUZZ_SECONDS:-45}
+if ((fuzz_s > 0)); then
+    section "fuzzing (${fuzz_s}s)"
+    if ! make --no-print-directory fuzz-tools > "$CH_TEST_ROOT/fuzz-build.log" 2>&1; then
+        tail -n 20 "$CH_TEST_ROOT/fuzz-build.log"
+        echo "FAIL fuzz (build)"; count fuzz 0 1
+    elif test/fuzz/run.sh build-fuzz/test/fuzz/squash_fuzz "$fuzz_s" "$CH_TEST_ROOT/fuzz"; then
+        echo "ok   fuzz"; count fuzz 1 0
+    else
+        echo "FAIL fuzz"; count fuzz 0 1
+    fi
+fi
+
 # ---- unit tests --------------------------------------------------------------
 run_unit() { # run_unit LABEL BINARY
     local out rc line p f
