@@ -47,7 +47,7 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wmissing-declarati
 CPPFLAGS := -I. -Ilib -Ibin -DCH_PREFIX='"$(PREFIX)"'
 CXXFLAGS := -std=c++20 $(OPT) $(HARDEN) $(WARN) $(CXXFLAGS_CFG) \
             $(YAML_CFLAGS) $(ARCHIVE_CFLAGS) $(ZSTD_CFLAGS) $(CURL_CFLAGS) $(JSON_CFLAGS) \
-            $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(FUSE_CFLAGS)
+            $(CRYPTO_CFLAGS) $(SQFS_CFLAGS) $(DEFLATE_CFLAGS) $(FUSE_CFLAGS)
 # libstdc++ linked statically: it removes the largest share of dynamic-linking
 # work from every start of ch-run (one per MPI rank).
 LDFLAGS := $(LDSAN) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(if $(SAN),,-static-libstdc++ -static-libgcc) $(LDFLAGS_CFG)
@@ -93,7 +93,7 @@ ch-run_LDFLAGS_OUT := $(if $(ch-run_LDFLAGS),-pie -static-libstdc++)
 ch-checkns_LIBS := $(call lib_a,run image storage util)
 ch-checkns_SYSLIBS := $(SQUASHFUSE_LIBS) $(FUSE_LIBS)
 ch-convert_LIBS := $(call lib_a,image storage util)
-ch-convert_SYSLIBS := $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
+ch-convert_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
 
 # config.mk holds the link flags, so a reconfigured build relinks.
 define tool_rules
@@ -118,7 +118,7 @@ UNIT_BIN := $(B)/test/unit/unit-tests
 UNIT_BINOBJS := $(CLI_OBJS) $(B)/bin/run_cli.o
 $(UNIT_BIN): $(UNIT_OBJS) $(UNIT_BINOBJS) $(call lib_a,run registry image storage util)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
 	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(SQUASHFUSE_LIBS) $(FUSE_LIBS) -lpthread
 
 # ---- benchmark programs: test/bench/NAME.cc becomes $(B)/test/bench/NAME ----
@@ -126,7 +126,7 @@ BENCH_SRCS := $(sort $(wildcard test/bench/*.cc))
 BENCH_BINS := $(patsubst test/bench/%.cc,$(B)/test/bench/%,$(BENCH_SRCS))
 .PRECIOUS: $(B)/test/bench/%.o
 $(B)/test/bench/%: $(B)/test/bench/%.o $(call lib_a,image storage util)
-	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) -lpthread
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) -lpthread
 
 # ---- goals -----------------------------------------------------------------
 .PHONY: all tools image unit bench-tools demo check check-full bench install lint clean distclean deps san

@@ -114,9 +114,9 @@ std::unique_ptr<Sink> open_sink(const ConvertPlan& p) {
     case Format::ch_image:
         return make_storage_sink(p.storage, p.out_ref);
     case Format::tar:
-        return make_tar_sink(p.out_path);
+        return make_tar_sink(p.out_path, p.tar_comp);
     case Format::squash:
-        return make_squash_sink(p.out_path);
+        return make_squash_sink(p.out_path, p.squash);
     }
     fail("internal error: unknown output format");
 }
@@ -168,6 +168,16 @@ std::optional<Format> parse_format(std::string_view s) {
     for (const Format f : {Format::ch_image, Format::dir, Format::squash, Format::tar})
         if (s == format_name(f))
             return f;
+    return std::nullopt;
+}
+
+std::optional<OutFormat> parse_out_format(std::string_view s) {
+    if (const auto f = parse_format(s))
+        return OutFormat{*f, std::nullopt};
+    // "tar.gz" is what a name "OUT.tar.gz" ends with; bare "tar" stays a
+    // format, whose compression the name then chooses.
+    if (const auto c = tar_compression_for(cat("OUT.", s)); c && *c != TarCompression::none)
+        return OutFormat{Format::tar, c};
     return std::nullopt;
 }
 
@@ -244,9 +254,26 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
         p.out_path = req.out;
         p.out_desc = req.out;
     }
-    if (p.out_fmt == Format::tar && !tar_compression_for(p.out_path.filename().string()))
-        throw UsageError(cat("can't choose a tar compression for ", req.out,
-                             ": the name must match one of ", tar_output_names()));
+    if (p.out_fmt == Format::tar) {
+        // -o tar.gz etc. decide; then the name; -o tar with a name that
+        // doesn't look like a tarball at all (out.img) writes plain tar.
+        const std::string name = p.out_path.filename().string();
+        const auto by_name = tar_compression_for(name);
+        if (req.tar_comp)
+            p.tar_comp = *req.tar_comp;
+        else if (by_name)
+            p.tar_comp = *by_name;
+        else if (!req.out_fmt || matches_tar_glob(name))
+            throw UsageError(cat("can't choose a tar compression for ", req.out,
+                                 ": the name must match one of ", tar_output_names(),
+                                 ", or give one with -o (tar.gz, tar.zst, tar.xz)"));
+    }
+    if (req.squash) {
+        if (p.out_fmt != Format::squash)
+            throw UsageError(cat("--squash-comp and --squash-block-size are for squash output, and ",
+                                 req.out, " is ", format_name(p.out_fmt)));
+        p.squash = *req.squash;
+    }
 
     struct stat st {};
     if (::lstat(p.out_path.c_str(), &st) == 0) {

@@ -12,6 +12,8 @@
 #include <string_view>
 
 #include "image/entry.hh"
+#include "image/formats.hh"
+#include "image/squash.hh"
 #include "image/unpack_rules.hh"
 
 namespace ch::image {
@@ -39,6 +41,8 @@ Format detect_input_format(std::string_view in, const fs::path& storage,
 struct ConvertRequest {
     std::string in, out;
     std::optional<Format> in_fmt, out_fmt; // -i, -o: override detection and inference
+    std::optional<TarCompression> tar_comp; // -o tar.gz etc.: override the name's
+    std::optional<SquashOptions> squash;   // squash output settings (only for squash output)
     bool no_clobber = false;               // refuse any existing output
     bool xattrs = true;                    // keep user.* xattrs
     fs::path storage;           // empty if it could not be determined:
@@ -57,7 +61,17 @@ struct ConvertPlan {
     fs::path storage;
     bool replaces = false;   // an existing output will be replaced
     bool xattrs = true;
+    TarCompression tar_comp = TarCompression::none; // for tar output
+    SquashOptions squash;                            // for squash output
 };
+
+// An -o argument: a format's name, or for tar output with a compression not
+// taken from OUT's name, tar.gz (or tgz), tar.zst, tar.xz.
+struct OutFormat {
+    Format format;
+    std::optional<TarCompression> tar_comp;
+};
+std::optional<OutFormat> parse_out_format(std::string_view s);
 
 // Decide everything that can be decided without converting. Throws
 // UsageError for bad combinations (same format in and out, an output name

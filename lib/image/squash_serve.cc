@@ -48,6 +48,7 @@ extern "C" {
 #include <vector>
 
 #include "image/image.hh"
+#include "image/squash_compressors.hh"
 #include "util/error.hh"
 #include "util/log.hh"
 
@@ -944,21 +945,8 @@ template <typename... Parts>
 }
 
 const char* compression_name(int c) {
-    switch (c) {
-    case ZLIB_COMPRESSION:
-        return "gzip";
-    case LZMA_COMPRESSION:
-        return "lzma";
-    case LZO_COMPRESSION:
-        return "lzo";
-    case XZ_COMPRESSION:
-        return "xz";
-    case LZ4_COMPRESSION:
-        return "lz4";
-    case ZSTD_COMPRESSION:
-        return "zstd";
-    }
-    return nullptr;
+    const std::string_view n = squash_compressor_name(c);
+    return n.empty() ? nullptr : n.data();
 }
 
 // Read the root directory's inode, its listing and every entry's inode: cheap

@@ -9,7 +9,7 @@ set -euo pipefail
 # decompressors, which ch-run links in (configure.ac says why).
 declare -A pkgs=(
   [build]="g++ make autoconf automake pkg-config libargh-dev libyaml-cpp-dev libarchive-dev libzstd-dev
-           libcurl4-openssl-dev doctest-dev nlohmann-json3-dev libssl-dev libsquashfs-dev
+           libcurl4-openssl-dev doctest-dev nlohmann-json3-dev libssl-dev libsquashfs-dev libdeflate-dev
            libsquashfuse-dev libfuse3-dev busybox-static
            zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev"
   [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3
