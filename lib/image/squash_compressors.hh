@@ -12,10 +12,14 @@ namespace ch::image {
 struct SquashCompressor {
     int id; // SquashFS 4.0's compression_id (squash_io.cc checks libsquashfs agrees)
     std::string_view name;
+    // Whether we write it (when libsquashfs can). Not lzma: the kernel has
+    // never read it and mksquashfs 4.x no longer writes it.
+    bool writable;
 };
 
 inline constexpr SquashCompressor squash_compressor_table[] = {
-    {1, "gzip"}, {2, "lzma"}, {3, "lzo"}, {4, "xz"}, {5, "lz4"}, {6, "zstd"},
+    {1, "gzip", true}, {2, "lzma", false}, {3, "lzo", true},
+    {4, "xz", true},   {5, "lz4", true},   {6, "zstd", true},
 };
 
 // The name of id, or "" if SquashFS has no compressor with that id. The

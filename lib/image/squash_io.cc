@@ -287,6 +287,8 @@ static_assert(squash_compressor_id("gzip") == SQFS_COMP_GZIP && squash_compresso
 std::vector<std::string> squash_compressors() {
     std::vector<std::string> out;
     for (const auto& t : squash_compressor_table) {
+        if (!t.writable)
+            continue;
         sqfs_compressor_config_t cfg{};
         if (sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(t.id), SQFS_DEFAULT_BLOCK_SIZE, 0) != 0)
             continue;
@@ -313,13 +315,13 @@ std::string squash_options_problem(const SquashOptions& opts) {
 }
 
 std::optional<std::uint64_t> parse_squash_block_size(std::string_view s) {
+    // Saturates far beyond any block size (nothing below can overflow), so
+    // that a huge number is a size, just not a valid one.
+    constexpr std::uint64_t huge = std::uint64_t{1} << 40;
     std::uint64_t n = 0;
     std::size_t i = 0;
-    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
-        if (n > (std::uint64_t{1} << 30)) // far beyond any block size; nothing overflows below
-            return std::nullopt;
-        n = n * 10 + static_cast<unsigned>(s[i] - '0');
-    }
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i)
+        n = std::min(huge, n * 10 + static_cast<unsigned>(s[i] - '0'));
     if (i == 0)
         return std::nullopt;
     const std::string_view unit = s.substr(i);
