@@ -196,7 +196,8 @@ EOF
     assert_status 64
     assert_output_has '--squash-comp and --squash-block-size are for squash output, and out.tar.gz is tar'
     check_clean out.tar.gz
-    run ch-convert --squash-block-size 64K -o dir ./in outdir
+    ch-convert ./in in.tar
+    run ch-convert --squash-block-size 64K -o dir in.tar outdir
     assert_status 64
     assert_output_has 'outdir is dir'
     check_clean outdir
