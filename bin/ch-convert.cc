@@ -20,40 +20,41 @@ using ch::cli::Arg;
 
 namespace {
 
-// The compressor list comes from the one table (squash.hh), filtered by what
-// this build's libsquashfs can write.
-cli::Spec make_spec() {
-    return {
-        "ch-convert",
-        "[OPTION...] IN OUT",
-        "Convert the image IN to OUT. Formats: ch-image (an image in storage, by name), dir (a "
-        "directory), squash (a SquashFS file), tar (a tar archive, optionally compressed). IN's format "
-        "is detected from its content, OUT's inferred from its name. OUT appears atomically: a failed "
-        "conversion leaves nothing behind.",
-        {
-            {"dry-run", 'n', Arg::none, false, "", "don't convert; print what would be done"},
-            {"help", 'h', Arg::none, false, "", "give this help list"},
-            {"in-fmt", 'i', Arg::required, false, "FMT", "input format (default: detected from IN's content)"},
-            {"no-clobber", 0, Arg::none, false, "", "refuse to replace an existing OUT"},
-            {"no-xattrs", 0, Arg::none, false, "", "don't copy extended attributes"},
-            {"out-fmt", 'o', Arg::required, false, "FMT",
-             "output format: ch-image, dir, squash, tar, tar.gz, tar.zst, tar.xz (default: inferred from "
-             "OUT's name)"},
-            {"quiet", 'q', Arg::none, true, "", "print less output (can be repeated)"},
-            {"squash-block-size", 0, Arg::required, false, "SIZE",
-             "SquashFS block size, a power of two from 4K to 1M (default 128K)"},
-            {"squash-comp", 0, Arg::required, false, "NAME",
-             cat("SquashFS compressor: ", join(image::squash_compressors(), ", "), " (default gzip)")},
-            {"storage", 's', Arg::required, false, "DIR", "set storage directory for ch-image images"},
-            {"tmp", 0, Arg::required, false, "DIR",
-             "ignored (accepted for compatibility): output is staged beside OUT"},
-            {"verbose", 'v', Arg::none, true, "", "be more verbose (can be repeated)"},
-            {"version", 0, Arg::none, false, "", "print version and exit"},
-            {"xattrs", 0, Arg::none, false, "", "copy user.* extended attributes (the default)"},
-        },
-        false,
-    };
+// The compressors from the one table (squash.hh) that this build's
+// libsquashfs can write.
+std::string squash_comp_help() {
+    return cat("SquashFS compressor: ", join(image::squash_compressors(), ", "), " (default gzip)");
 }
+
+const cli::Spec spec = {
+    "ch-convert",
+    "[OPTION...] IN OUT",
+    "Convert the image IN to OUT. Formats: ch-image (an image in storage, by name), dir (a "
+    "directory), squash (a SquashFS file), tar (a tar archive, optionally compressed). IN's format "
+    "is detected from its content, OUT's inferred from its name. OUT appears atomically: a failed "
+    "conversion leaves nothing behind.",
+    {
+        {"dry-run", 'n', Arg::none, false, "", "don't convert; print what would be done"},
+        {"help", 'h', Arg::none, false, "", "give this help list"},
+        {"in-fmt", 'i', Arg::required, false, "FMT", "input format (default: detected from IN's content)"},
+        {"no-clobber", 0, Arg::none, false, "", "refuse to replace an existing OUT"},
+        {"no-xattrs", 0, Arg::none, false, "", "don't copy extended attributes"},
+        {"out-fmt", 'o', Arg::required, false, "FMT",
+         "output format: ch-image, dir, squash, tar, tar.gz, tar.zst, tar.xz (default: inferred from "
+         "OUT's name)"},
+        {"quiet", 'q', Arg::none, true, "", "print less output (can be repeated)"},
+        {"squash-block-size", 0, Arg::required, false, "SIZE",
+         "SquashFS block size, a power of two from 4K to 1M (default 128K)"},
+        {"squash-comp", 0, Arg::required, false, "NAME", squash_comp_help()},
+        {"storage", 's', Arg::required, false, "DIR", "set storage directory for ch-image images"},
+        {"tmp", 0, Arg::required, false, "DIR",
+         "ignored (accepted for compatibility): output is staged beside OUT"},
+        {"verbose", 'v', Arg::none, true, "", "be more verbose (can be repeated)"},
+        {"version", 0, Arg::none, false, "", "print version and exit"},
+        {"xattrs", 0, Arg::none, false, "", "copy user.* extended attributes (the default)"},
+    },
+    false,
+};
 
 volatile std::sig_atomic_t interrupted = 0;
 
@@ -149,7 +150,6 @@ image::ConvertRequest to_request(const cli::Parsed& p) {
 
 int main(int argc, char** argv) {
     return cli::guarded_main("ch-convert", [&]() -> int {
-        const cli::Spec spec = make_spec();
         const cli::Parsed p = cli::parse(spec, argc, argv);
         const int verbosity = p.count("verbose") - p.count("quiet");
         if (p.count("verbose") > 0 && p.count("quiet") > 0)
