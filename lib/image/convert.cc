@@ -174,10 +174,17 @@ std::optional<Format> parse_format(std::string_view s) {
 std::optional<OutFormat> parse_out_format(std::string_view s) {
     if (const auto f = parse_format(s))
         return OutFormat{*f, std::nullopt};
-    // "tar.gz" is what a name "OUT.tar.gz" ends with; bare "tar" stays a
-    // format, whose compression the name then chooses.
-    if (const auto c = tar_compression_for(cat("OUT.", s)); c && *c != TarCompression::none)
-        return OutFormat{Format::tar, c};
+    // Bare "tar" stays a format, whose compression the name then chooses.
+    static const struct {
+        std::string_view name;
+        TarCompression comp;
+    } tars[] = {{"tar.gz", TarCompression::gzip},
+                {"tgz", TarCompression::gzip},
+                {"tar.zst", TarCompression::zstd},
+                {"tar.xz", TarCompression::xz}};
+    for (const auto& t : tars)
+        if (s == t.name)
+            return OutFormat{Format::tar, t.comp};
     return std::nullopt;
 }
 

@@ -284,6 +284,10 @@ EOF
     assert_status 64
     assert_output_has "--out-fmt: unknown format 'tar.bz2' (known: ch-image, dir, squash, tar, tar.gz, tgz, tar.zst, tar.xz)"
     check_clean out.img
+    run ch-convert -o x.tar.gz ./in out.img    # a format, not a file name
+    assert_status 64
+    assert_output_has "--out-fmt: unknown format 'x.tar.gz'"
+    check_clean out.img
     run ch-convert -o tar ./in out.tar.bz2
     assert_status 64
     assert_output_has "can't choose a tar compression for out.tar.bz2"
