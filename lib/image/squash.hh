@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 
 struct SquashOptions {
     unsigned block_size = 128 * 1024; // a power of two, squash_min_block to squash_max_block
-    std::string compressor = "gzip";  // a name from squash_compressors()
+    std::string compressor = "gzip";  // a name from squash_compressors(); gzip is libdeflate's
     unsigned threads = 0;             // compressing threads; 0: one per CPU we may run on (affinity)
 };
 
@@ -30,8 +30,6 @@ constexpr bool is_squash_block_size(std::uint64_t n) {
 }
 // "a power of two from 4K (4096) to 1M (1048576)", for messages.
 std::string squash_block_sizes();
-
-
 
 // Writes a SquashFS file at dest: staged beside it, published by commit().
 // Same entries in, same bytes out (sorted directories, fixed superblock time).
