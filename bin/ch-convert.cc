@@ -9,14 +9,22 @@
 #include "cli.hh"
 #include "config.h"
 #include "image/convert.hh"
+#include "image/squash.hh"
 #include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/log.hh"
+#include "util/strings.hh"
 
 using namespace ch;
 using ch::cli::Arg;
 
 namespace {
+
+// The compressors from the one table (squash.hh) that this build's
+// libsquashfs can write.
+std::string squash_comp_help() {
+    return cat("SquashFS compressor: ", join(image::squash_compressors(), ", "), " (default gzip)");
+}
 
 const cli::Spec spec = {
     "ch-convert",
@@ -31,8 +39,13 @@ const cli::Spec spec = {
         {"in-fmt", 'i', Arg::required, false, "FMT", "input format (default: detected from IN's content)"},
         {"no-clobber", 0, Arg::none, false, "", "refuse to replace an existing OUT"},
         {"no-xattrs", 0, Arg::none, false, "", "don't copy extended attributes"},
-        {"out-fmt", 'o', Arg::required, false, "FMT", "output format (default: inferred from OUT's name)"},
+        {"out-fmt", 'o', Arg::required, false, "FMT",
+         "output format: ch-image, dir, squash, tar, tar.gz, tar.zst, tar.xz (default: inferred from "
+         "OUT's name)"},
         {"quiet", 'q', Arg::none, true, "", "print less output (can be repeated)"},
+        {"squash-block-size", 0, Arg::required, false, "SIZE",
+         "SquashFS block size, a power of two from 4K to 1M (default 128K)"},
+        {"squash-comp", 0, Arg::required, false, "NAME", squash_comp_help()},
         {"storage", 's', Arg::required, false, "DIR", "set storage directory for ch-image images"},
         {"tmp", 0, Arg::required, false, "DIR",
          "ignored (accepted for compatibility): output is staged beside OUT"},
@@ -59,13 +72,47 @@ void catch_signals() {
             throw_errno("can't install a signal handler");
 }
 
-image::Format format_option(const cli::Parsed& p, const std::string& name) {
-    const std::string v = *p.value(name);
+image::Format in_format_option(const cli::Parsed& p) {
+    const std::string v = *p.value("in-fmt");
     const auto f = image::parse_format(v);
     if (!f)
-        throw UsageError(cat("--", name, ": unknown format '", printable(v),
+        throw UsageError(cat("--in-fmt: unknown format '", printable(v),
                              "' (known: ch-image, dir, squash, tar)"));
     return *f;
+}
+
+image::OutFormat out_format_option(const cli::Parsed& p) {
+    const std::string v = *p.value("out-fmt");
+    const auto f = image::parse_out_format(v);
+    if (!f)
+        throw UsageError(cat("--out-fmt: unknown format '", printable(v),
+                             "' (known: ch-image, dir, squash, tar, tar.gz, tgz, tar.zst, tar.xz)"));
+    return *f;
+}
+
+// Checked here, before anything is opened, so that -n checks them too.
+std::optional<image::SquashOptions> squash_options(const cli::Parsed& p) {
+    const auto comp = p.value("squash-comp");
+    const auto size = p.value("squash-block-size");
+    if (!comp && !size)
+        return std::nullopt;
+    image::SquashOptions o;
+    if (size) {
+        const auto n = image::parse_squash_block_size(*size);
+        if (!n)
+            throw UsageError(cat("--squash-block-size: '", printable(*size),
+                                 "' is not a size (write it as 65536, 64K or 1M)"));
+        if (!image::is_squash_block_size(*n))
+            throw UsageError(cat("--squash-block-size: invalid block size ", printable(*size), " (",
+                                 image::squash_block_sizes(), ")"));
+        o.block_size = static_cast<unsigned>(*n);
+    }
+    if (comp) {
+        o.compressor = *comp;
+        if (const std::string why = image::squash_options_problem(o); !why.empty())
+            throw UsageError(cat("--squash-comp: ", why));
+    }
+    return o;
 }
 
 image::ConvertRequest to_request(const cli::Parsed& p) {
@@ -76,9 +123,13 @@ image::ConvertRequest to_request(const cli::Parsed& p) {
     r.in = p.positional[0];
     r.out = p.positional[1];
     if (p.has("in-fmt"))
-        r.in_fmt = format_option(p, "in-fmt");
-    if (p.has("out-fmt"))
-        r.out_fmt = format_option(p, "out-fmt");
+        r.in_fmt = in_format_option(p);
+    if (p.has("out-fmt")) {
+        const image::OutFormat f = out_format_option(p);
+        r.out_fmt = f.format;
+        r.tar_comp = f.tar_comp;
+    }
+    r.squash = squash_options(p);
     r.no_clobber = p.has("no-clobber");
     for (const auto& occ : p.in_order) // the last of --xattrs/--no-xattrs wins
         if (occ.name == "xattrs" || occ.name == "no-xattrs")

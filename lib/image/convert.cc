@@ -59,9 +59,9 @@ std::unique_ptr<Sink> open_sink(const ConvertPlan& p) {
     case Format::ch_image:
         return make_storage_sink(p.storage, p.out_ref);
     case Format::tar:
-        return make_tar_sink(p.out_path);
+        return make_tar_sink(p.out_path, p.tar_comp);
     case Format::squash:
-        return make_squash_sink(p.out_path);
+        return make_squash_sink(p.out_path, p.squash);
     }
     fail("internal error: unknown output format");
 }
@@ -139,6 +139,23 @@ std::optional<Format> parse_format(std::string_view s) {
     return std::nullopt;
 }
 
+std::optional<OutFormat> parse_out_format(std::string_view s) {
+    if (const auto f = parse_format(s))
+        return OutFormat{*f, std::nullopt};
+    // Bare "tar" stays a format, whose compression the name then chooses.
+    static const struct {
+        std::string_view name;
+        TarCompression comp;
+    } tars[] = {{"tar.gz", TarCompression::gzip},
+                {"tgz", TarCompression::gzip},
+                {"tar.zst", TarCompression::zstd},
+                {"tar.xz", TarCompression::xz}};
+    for (const auto& t : tars)
+        if (s == t.name)
+            return OutFormat{Format::tar, t.comp};
+    return std::nullopt;
+}
+
 Format infer_output_format(std::string_view out) {
     for (const char* ext : {".sqfs", ".squash", ".squashfs", ".squishy"})
         if (out.ends_with(ext))
@@ -210,9 +227,26 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
         p.out_path = req.out;
         p.out_desc = req.out;
     }
-    if (p.out_fmt == Format::tar && !tar_compression_for(p.out_path.filename().string()))
-        throw UsageError(cat("can't choose a tar compression for ", req.out,
-                             ": the name must match one of ", tar_output_names()));
+    if (p.out_fmt == Format::tar) {
+        // -o tar.gz etc. decide; then the name; -o tar with a name that
+        // doesn't look like a tarball at all (out.img) writes plain tar.
+        const std::string name = p.out_path.filename().string();
+        const auto by_name = tar_compression_for(name);
+        if (req.tar_comp)
+            p.tar_comp = *req.tar_comp;
+        else if (by_name)
+            p.tar_comp = *by_name;
+        else if (!req.out_fmt || matches_tar_glob(name))
+            throw UsageError(cat("can't choose a tar compression for ", req.out,
+                                 ": the name must match one of ", tar_output_names(),
+                                 ", or give one with -o (tar.gz, tar.zst, tar.xz)"));
+    }
+    if (req.squash) {
+        if (p.out_fmt != Format::squash)
+            throw UsageError(cat("--squash-comp and --squash-block-size are for squash output, and ",
+                                 req.out, " is ", format_name(p.out_fmt)));
+        p.squash = *req.squash;
+    }
 
     struct stat st {};
     if (::lstat(p.out_path.c_str(), &st) == 0) {

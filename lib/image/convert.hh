@@ -12,7 +12,9 @@
 #include <string_view>
 
 #include "image/entry.hh"
+#include "image/formats.hh"
 #include "image/pump.hh"
+#include "image/squash.hh"
 #include "image/unpack_rules.hh"
 
 namespace ch::image {
@@ -40,6 +42,8 @@ Format detect_input_format(std::string_view in, const fs::path& storage,
 struct ConvertRequest {
     std::string in, out;
     std::optional<Format> in_fmt, out_fmt; // -i, -o: override detection and inference
+    std::optional<TarCompression> tar_comp; // -o tar.gz etc.: override the name's
+    std::optional<SquashOptions> squash;   // squash output settings (only for squash output)
     bool no_clobber = false;               // refuse any existing output
     bool xattrs = true;                    // keep user.* xattrs
     fs::path storage;           // empty if it could not be determined:
@@ -58,6 +62,8 @@ struct ConvertPlan {
     fs::path storage;
     bool replaces = false;   // an existing output will be replaced
     bool xattrs = true;
+    TarCompression tar_comp = TarCompression::none; // for tar output
+    SquashOptions squash;                            // for squash output
 };
 
 // Whether an existing OUT may be replaced: a missing path, an empty
@@ -66,6 +72,13 @@ struct ConvertPlan {
 // a SquashFS or (compressed) tar archive. Returns an empty string if yes,
 // else the reason why not.
 std::string why_not_replace(const fs::path& dest);
+// An -o argument: a format's name, or for tar output with a compression not
+// taken from OUT's name, tar.gz (or tgz), tar.zst, tar.xz.
+struct OutFormat {
+    Format format;
+    std::optional<TarCompression> tar_comp;
+};
+std::optional<OutFormat> parse_out_format(std::string_view s);
 
 // Decide everything that can be decided without converting. Throws
 // UsageError for bad combinations (same format in and out, an output name

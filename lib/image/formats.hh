@@ -51,5 +51,7 @@ const char* tar_output_names();
 // Write a pax tar archive at dest, compressed as its name says (throws a
 // UsageError listing the supported names otherwise).
 std::unique_ptr<Sink> make_tar_sink(const fs::path& dest);
+// Same, compressed as comp says whatever the name.
+std::unique_ptr<Sink> make_tar_sink(const fs::path& dest, TarCompression comp);
 
 } // namespace ch::image

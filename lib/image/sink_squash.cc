@@ -242,19 +242,9 @@ private:
 // The compressor's id, once the options are known to be usable: bad options
 // are refused before a staging file exists.
 int checked_compressor(const fs::path& dest, const SquashOptions& opts) {
-    const std::string what = cat("can't write ", dest.string());
-    const int comp = compressor_id(opts.compressor);
-    if (comp == 0)
-        throw UsageError(cat(what, ": unknown compressor '", printable(opts.compressor),
-                             "' (this build has: ", join(squash_compressors(), ", "), ")"));
-    const unsigned bs = opts.block_size;
-    if (bs < SQFS_MIN_BLOCK_SIZE || bs > SQFS_MAX_BLOCK_SIZE || (bs & (bs - 1)) != 0)
-        throw UsageError(cat(what, ": invalid block size ", bs, " (a power of two from 4096 to 1048576)"));
-    const auto comps = squash_compressors();
-    if (std::find(comps.begin(), comps.end(), opts.compressor) == comps.end())
-        throw UsageError(cat(what, ": this libsquashfs can't compress with ", opts.compressor,
-                             " (it can with: ", join(comps, ", "), ")"));
-    return comp;
+    if (const std::string why = squash_options_problem(opts); !why.empty())
+        throw UsageError(cat("can't write ", dest.string(), ": ", why));
+    return squash_compressor_id(opts.compressor);
 }
 
 SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
@@ -881,22 +871,6 @@ InodeMem SquashSink::file_inode(const Node& n) {
 }
 
 } // namespace
-
-std::vector<std::string> squash_compressors() {
-    std::vector<std::string> out;
-    for (const char* name : {"gzip", "lz4", "lzma", "lzo", "xz", "zstd"}) {
-        sqfs_compressor_config_t cfg{};
-        if (sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(squash::compressor_id(name)),
-                                        SQFS_DEFAULT_BLOCK_SIZE, 0) != 0)
-            continue;
-        sqfs_compressor_t* c = nullptr;
-        if (sqfs_compressor_create(&cfg, &c) == 0) {
-            sqfs_destroy(c);
-            out.emplace_back(name);
-        }
-    }
-    return out;
-}
 
 std::unique_ptr<Sink> make_squash_sink(const fs::path& dest, const SquashOptions& opts) {
     return std::make_unique<SquashSink>(dest, opts);

@@ -190,4 +190,8 @@ std::unique_ptr<Sink> make_tar_sink(const fs::path& dest) {
     return std::make_unique<TarSink>(dest, *comp);
 }
 
+std::unique_ptr<Sink> make_tar_sink(const fs::path& dest, TarCompression comp) {
+    return std::make_unique<TarSink>(dest, comp);
+}
+
 } // namespace ch::image

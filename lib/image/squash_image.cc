@@ -24,6 +24,7 @@
 #include <sqfs/super.h>
 #include <sqfs/xattr.h>
 
+#include "image/squash_compressors.hh"
 #include "util/strings.hh"
 
 namespace ch::image::squash {
@@ -44,22 +45,10 @@ static_assert(std::endian::native == std::endian::little,
     throw SquashError(why);
 }
 
+// The names are string literals in the one table, so data() ends in a NUL.
 const char* compressor_words(int id) {
-    switch (id) {
-    case SQFS_COMP_GZIP:
-        return "gzip";
-    case SQFS_COMP_LZMA:
-        return "lzma";
-    case SQFS_COMP_LZO:
-        return "lzo";
-    case SQFS_COMP_XZ:
-        return "xz";
-    case SQFS_COMP_LZ4:
-        return "lz4";
-    case SQFS_COMP_ZSTD:
-        return "zstd";
-    }
-    return nullptr;
+    const std::string_view n = squash_compressor_name(id);
+    return n.empty() ? nullptr : n.data();
 }
 
 sqfs_compressor_t* make_decompressor(int comp, std::uint32_t block_size) {

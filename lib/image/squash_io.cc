@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
 #include <type_traits>
 
+#include "image/squash.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
 
@@ -178,6 +180,14 @@ sqfs_compressor_t* wrap(sqfs_compressor_t* inner, bool compress) {
 
 int make_compressor(const sqfs_compressor_config_t& cfg, Ptr<sqfs_compressor_t>& out) {
     sqfs_compressor_t* inner = nullptr;
+    if (cfg.id == SQFS_COMP_GZIP) {
+        const int r = make_gzip_compressor(cfg, &inner);
+        if (r != SQFS_ERROR_UNSUPPORTED) {
+            if (r == 0)
+                out.reset(inner);
+            return r;
+        }
+    }
     const int r = sqfs_compressor_create(&cfg, &inner);
     if (r != 0)
         return r;
@@ -261,24 +271,71 @@ std::string error_words(int code, const sqfs_file_t* file) {
     return error_words(code);
 }
 
-int compressor_id(const std::string& name) {
-    // sqfs_compressor_id_from_name knows the same names, but also accepts
-    // whatever a later libsquashfs adds; spelling them out keeps the list in
-    // one place for --help and the man page.
-    static const struct {
-        const char* name;
-        int id;
-    } table[] = {{"gzip", SQFS_COMP_GZIP}, {"lzma", SQFS_COMP_LZMA}, {"lzo", SQFS_COMP_LZO},
-                 {"xz", SQFS_COMP_XZ},     {"lz4", SQFS_COMP_LZ4},   {"zstd", SQFS_COMP_ZSTD}};
-    for (const auto& t : table)
-        if (name == t.name)
-            return t.id;
-    return 0;
-}
-
 std::string compressor_name(int id) {
-    const char* n = sqfs_compressor_name_from_id(static_cast<SQFS_COMPRESSOR>(id));
-    return n != nullptr ? n : cat("unknown compressor ", id);
+    const std::string_view n = squash_compressor_name(id);
+    return n.empty() ? cat("unknown compressor ", id) : std::string(n);
 }
 
 } // namespace ch::image::squash
+
+namespace ch::image {
+
+static_assert(squash_compressor_id("gzip") == SQFS_COMP_GZIP && squash_compressor_id("lzma") == SQFS_COMP_LZMA &&
+              squash_compressor_id("lzo") == SQFS_COMP_LZO && squash_compressor_id("xz") == SQFS_COMP_XZ &&
+              squash_compressor_id("lz4") == SQFS_COMP_LZ4 && squash_compressor_id("zstd") == SQFS_COMP_ZSTD);
+
+std::vector<std::string> squash_compressors() {
+    std::vector<std::string> out;
+    for (const auto& t : squash_compressor_table) {
+        if (!t.writable)
+            continue;
+        sqfs_compressor_config_t cfg{};
+        if (sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(t.id), SQFS_DEFAULT_BLOCK_SIZE, 0) != 0)
+            continue;
+        squash::Ptr<sqfs_compressor_t> c;
+        if (squash::make_compressor(cfg, c) == 0)
+            out.emplace_back(t.name);
+    }
+    return out;
+}
+
+std::string squash_block_sizes() {
+    return cat("a power of two from 4K (", squash_min_block, ") to 1M (", squash_max_block, ")");
+}
+
+std::string squash_options_problem(const SquashOptions& opts) {
+    if (!is_squash_block_size(opts.block_size))
+        return cat("invalid block size ", opts.block_size, " (", squash_block_sizes(), ")");
+    const auto comps = squash_compressors();
+    if (std::find(comps.begin(), comps.end(), opts.compressor) != comps.end())
+        return {};
+    return cat(squash_compressor_id(opts.compressor) != 0 ? "this build can't compress with '"
+                                                          : "unknown compressor '",
+               printable(opts.compressor), "' (it can with: ", join(comps, ", "), ")");
+}
+
+std::optional<std::uint64_t> parse_squash_block_size(std::string_view s) {
+    // Saturates far beyond any block size (nothing below can overflow), so
+    // that a huge number is a size, just not a valid one.
+    constexpr std::uint64_t huge = std::uint64_t{1} << 40;
+    std::uint64_t n = 0;
+    std::size_t i = 0;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i)
+        n = std::min(huge, n * 10 + static_cast<unsigned>(s[i] - '0'));
+    if (i == 0)
+        return std::nullopt;
+    const std::string_view unit = s.substr(i);
+    if (unit.empty())
+        return n;
+    const char u = unit[0];
+    const std::string_view rest = unit.substr(1);
+    if (!rest.empty() && rest != "iB")
+        return std::nullopt;
+    if (u == 'K' || u == 'k')
+        return n << 10;
+    if (u == 'M' || u == 'm')
+        return n << 20;
+    return std::nullopt;
+}
+
+} // namespace ch::image

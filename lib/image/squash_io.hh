@@ -61,10 +61,17 @@ std::string error_words(int code, const sqfs_file_t* file);
 // smaller than the input is stored raw: libsquashfs 1.2's lz4 backend
 // returns LZ4's output even when it grew (4 bytes of id table became 5),
 // which unsquashfs and the kernel refuse as corruption.
+//
+// gzip is libdeflate's where it can be (see make_gzip_compressor).
 int make_compressor(const sqfs_compressor_config_t& cfg, Ptr<sqfs_compressor_t>& out);
 
-// mksquashfs's names: gzip, lzma, lzo, xz, lz4, zstd. 0 if unknown.
-int compressor_id(const std::string& name);
+// gzip on libdeflate (squash_gzip.cc); make_compressor picks it for gzip.
+// SQFS_ERROR_UNSUPPORTED for settings it doesn't cover (a window below
+// 32 KiB or zlib strategies, when compressing), which libsquashfs's zlib
+// backend then handles.
+int make_gzip_compressor(const sqfs_compressor_config_t& cfg, sqfs_compressor_t** out);
+
+// squash_compressor_name(id), or "unknown compressor ID" for messages.
 std::string compressor_name(int id);
 
 } // namespace ch::image::squash

@@ -2,16 +2,17 @@
 # squashfs.sh: writing the fixture (fixture.sh) as a SquashFS file, ours
 # (`bin/ch-convert DIR OUT.sqfs`) against `mksquashfs DIR OUT.sqfs -b BLOCK
 # -comp COMP -noappend` with the block size and compressor ch-convert uses by
-# default, read from SquashOptions in lib/image/squash.hh (ch-convert has no
-# options for them). mksquashfs also gets -quiet -no-progress: output only.
+# default, read from SquashOptions in lib/image/squash.hh. mksquashfs also
+# gets -quiet -no-progress: output only.
 # Both use every CPU (mksquashfs by default, ours one thread per CPU) and each
 # compressor's default level, the same on both sides (libsquashfs's and
 # mksquashfs's: gzip 9, zstd 15, xz 6, lz4 fast).
 #
-# The other compressors both support (gzip, zstd, lz4, xz) are compared the
-# same way, to inform the choice of the default. ch-convert can only write
-# its default, so for them "ours" is build/test/bench/squash_bench: the same
-# SquashFS sink with a minimal directory walker.
+# The other compressors both support (gzip, zstd, lz4, xz; CH_BENCH_SQUASH_COMPS
+# chooses, default all four) are compared the same way, to inform the choice
+# of the default: ours is then `ch-convert --squash-comp COMP
+# --squash-block-size BLOCK`. Our gzip is libdeflate's, level 9, writing the
+# same zlib streams as mksquashfs's zlib at level 9.
 #
 # All commands run round-robin in one timeit (CH_BENCH_SQUASH_ROUNDS rounds,
 # default 3, no warm-up: everything is on tmpfs), as the unprivileged user
@@ -34,10 +35,8 @@ goal_rss_mib=64
 rounds=${CH_BENCH_SQUASH_ROUNDS:-3}
 
 convert_src=${CH_BENCH_CONVERT:-$bench_top/bin/ch-convert}
-sink_src=$bench_top/build/test/bench/squash_bench
 mksquashfs=$(command -v mksquashfs) || bench_die "mksquashfs not found (install squashfs-tools)"
 [[ -x $convert_src ]] || bench_die "$convert_src not found (run make first)"
-[[ -x $sink_src ]] || bench_die "$sink_src not found (run make bench-tools)"
 
 # ch-convert's defaults, from the source, so this follows them.
 hh=$bench_top/lib/image/squash.hh
@@ -46,13 +45,12 @@ comp=$(sed -n 's|^ *std::string compressor = "\([a-z0-9]*\)";.*|\1|p' "$hh")
 [[ -n $block && -n $comp ]] || bench_die "can't read SquashOptions' defaults from $hh"
 block=$((block))
 comps=("$comp")
-for c in gzip zstd lz4 xz; do
+for c in ${CH_BENCH_SQUASH_COMPS:-gzip zstd lz4 xz}; do
     [[ $c == "$comp" ]] || comps+=("$c")
 done
 
 bench_fixture
 convert=$(bench_stage "$convert_src" bin/ch-convert)
-sink=$(bench_stage "$sink_src" bin/squash_bench)
 user=$(bench_users | tail -n 1)
 work=$CH_BENCH_DIR/squashfs.$user
 mkdir -p "$work"
@@ -60,7 +58,7 @@ chown "$user" "$work"
 
 bench_header "squashfs: dir -> SquashFS, ours vs mksquashfs, as $user (uid $(id -u "$user"))"
 echo "  fixture: $fixture_info"
-echo "  ours:    $convert_src (default $comp, block $block); other compressors: $sink_src"
+echo "  ours:    $convert_src (default $comp, block $block; others with --squash-comp)"
 echo "  peer:    $mksquashfs ($("$mksquashfs" -version 2>&1 | head -n 1))"
 
 # One timeit: per compressor, ours then mksquashfs.
@@ -69,7 +67,8 @@ for c in "${comps[@]}"; do
     if [[ $c == "$comp" ]]; then
         cmds+=(ours-"$c" "$convert" "$fixture_img" "$work/ours-$c.sqfs" ::)
     else
-        cmds+=(ours-"$c" "$sink" --comp "$c" --block "$block" "$fixture_img" "$work/ours-$c.sqfs" ::)
+        cmds+=(ours-"$c" "$convert" --squash-comp "$c" --squash-block-size "$block" "$fixture_img"
+               "$work/ours-$c.sqfs" ::)
     fi
     cmds+=(mksquashfs-"$c" "$mksquashfs" "$fixture_img" "$work/mksquashfs-$c.sqfs" -b "$block" -comp "$c"
            -noappend -quiet -no-progress ::)
@@ -103,7 +102,7 @@ for c in "${comps[@]}"; do
         elif [[ $c == "$comp" ]]; then
             label="ours (ch-convert)" first=$c
         else
-            label="ours (sink)" first=$c
+            label="ours (--squash-comp)" first=$c
         fi
         best=$(bench_values "$out" "$name" wall | bench_min)
         med=$(bench_values "$out" "$name" wall | bench_median)

@@ -17,10 +17,8 @@ declare -A pkgs=(
           binutils shellcheck python3 libcap2-bin time"
   [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time debootstrap"
 )
-# ch-run-squash-hostile.bats measures ch-convert's peak memory with
-# /usr/bin/time; test/fuzz/ (run briefly by check.sh) needs clang and its
-# libFuzzer runtime.
-pkgs[test]+=" time clang-14 libclang-rt-14-dev"
+# test/fuzz/ (run briefly by check.sh) needs clang and its libFuzzer runtime.
+pkgs[test]+=" clang-14 libclang-rt-14-dev"
 
 want=()
 for profile in "$@"; do
