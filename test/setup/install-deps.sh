@@ -9,7 +9,7 @@ set -euo pipefail
 # decompressors, which ch-run links in (configure.ac says why). squashfuse
 # (test): an independent SquashFS reader the writer's unit tests check against.
 declare -A pkgs=(
-  [build]="g++ make autoconf automake pkg-config libargh-dev libyaml-cpp-dev libarchive-dev libzstd-dev
+  [build]="g++ make autoconf automake pkg-config libyaml-cpp-dev libarchive-dev libzstd-dev
            libcurl4-openssl-dev doctest-dev nlohmann-json3-dev libssl-dev libsquashfs-dev
            libdeflate-dev libfuse3-dev busybox-static
            zlib1g-dev liblzma-dev liblz4-dev"
