@@ -1,10 +1,10 @@
 // ch-convert: convert an image between formats (ch-image storage, directory,
 // SquashFS, tar). Parse, call lib/image, report.
-#include <signal.h>
-
 #include <clocale>
 #include <csignal>
 #include <iostream>
+
+#include <signal.h>
 
 #include "cli.hh"
 #include "config.h"
@@ -36,11 +36,13 @@ const cli::Spec spec = {
     {
         {"dry-run", 'n', Arg::none, false, "", "don't convert; print what would be done"},
         {"help", 'h', Arg::none, false, "", "give this help list"},
-        {"in-fmt", 'i', Arg::required, false, "FMT", "input format (default: detected from IN's content)"},
+        {"in-fmt", 'i', Arg::required, false, "FMT",
+         "input format (default: detected from IN's content)"},
         {"no-clobber", 0, Arg::none, false, "", "refuse to replace an existing OUT"},
         {"no-xattrs", 0, Arg::none, false, "", "don't copy extended attributes"},
         {"out-fmt", 'o', Arg::required, false, "FMT",
-         "output format: ch-image, dir, squash, tar, tar.gz, tar.zst, tar.xz (default: inferred from "
+         "output format: ch-image, dir, squash, tar, tar.gz, tar.zst, tar.xz (default: inferred "
+         "from "
          "OUT's name)"},
         {"quiet", 'q', Arg::none, true, "", "print less output (can be repeated)"},
         {"squash-block-size", 0, Arg::required, false, "SIZE",
@@ -58,13 +60,16 @@ const cli::Spec spec = {
 
 volatile std::sig_atomic_t interrupted = 0;
 
-void on_signal(int) { interrupted = 1; }
+void on_signal(int) {
+    interrupted = 1;
+}
 
 // SIGINT, SIGTERM and SIGHUP end the conversion through an exception, so the
 // staging output is removed on the way out. (SIGKILL leaves it behind; the
 // next conversion beside the same output sweeps it.)
 void catch_signals() {
     struct sigaction sa {};
+
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     for (const int sig : {SIGINT, SIGTERM, SIGHUP})
@@ -85,8 +90,9 @@ image::OutFormat out_format_option(const cli::Parsed& p) {
     const std::string v = *p.value("out-fmt");
     const auto f = image::parse_out_format(v);
     if (!f)
-        throw UsageError(cat("--out-fmt: unknown format '", printable(v),
-                             "' (known: ch-image, dir, squash, tar, tar.gz, tgz, tar.zst, tar.xz)"));
+        throw UsageError(
+            cat("--out-fmt: unknown format '", printable(v),
+                "' (known: ch-image, dir, squash, tar, tar.gz, tgz, tar.zst, tar.xz)"));
     return *f;
 }
 

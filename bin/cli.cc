@@ -1,10 +1,10 @@
 // cli.cc: see cli.hh.
 #include "cli.hh"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <exception>
+
+#include <unistd.h>
 
 #include "util/error.hh"
 #include "util/log.hh"
@@ -67,7 +67,8 @@ Normalised normalise(const Spec& spec, int argc, const char* const* argv) {
         }
         if (a.size() > 2 && a.starts_with("--")) {
             const std::size_t eq = a.find('=');
-            const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+            const std::string name =
+                a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
             const Option* o = find_long(spec, name);
             if (o == nullptr)
                 throw UsageError(cat("unrecognized option '--", name, "'"));

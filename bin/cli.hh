@@ -25,13 +25,13 @@ namespace ch::cli {
 enum class Arg { none, required, optional };
 
 struct Option {
-    std::string long_name;  // without "--"
-    char short_name = 0;    // 0 if none
+    std::string long_name; // without "--"
+    char short_name = 0;   // 0 if none
     Arg arg = Arg::none;
     bool repeatable = false; // values (or, for flags, the count) are all kept
     std::string metavar;     // e.g. "SRC[:DST]"
     std::string help;
-    bool hidden = false;     // internal; not in --help or the man page
+    bool hidden = false; // internal; not in --help or the man page
 };
 
 struct Spec {
@@ -49,14 +49,15 @@ struct Occurrence {
 };
 
 struct Parsed {
-    std::vector<Occurrence> in_order;          // every option, in order
+    std::vector<Occurrence> in_order;                       // every option, in order
     std::map<std::string, std::vector<std::string>> values; // long name -> values given
-    std::map<std::string, int> counts;         // long name -> times given
-    std::vector<std::string> positional;       // before "--" (or all, if no command)
-    std::vector<std::string> command;          // after "--"
+    std::map<std::string, int> counts;                      // long name -> times given
+    std::vector<std::string> positional;                    // before "--" (or all, if no command)
+    std::vector<std::string> command;                       // after "--"
     bool saw_dashdash = false;
 
     bool has(const std::string& name) const { return counts.count(name) > 0; }
+
     int count(const std::string& name) const;
     // Last value given for a single-valued option.
     std::optional<std::string> value(const std::string& name) const;

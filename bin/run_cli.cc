@@ -19,7 +19,8 @@ const Spec spec = {
         {"cd", 'c', Arg::required, false, "DIR", "initial working directory in container"},
         {"env-no-expand", 0, Arg::none, false, "", "don't expand $ in --set-env input"},
         {"feature", 0, Arg::required, false, "FEAT",
-         "exit successfully if FEAT is available (extglob, overlayfs, seccomp, squash, tmpfs-xattrs)"},
+         "exit successfully if FEAT is available (extglob, overlayfs, seccomp, squash, "
+         "tmpfs-xattrs)"},
         {"gid", 'g', Arg::required, false, "GID", "run as GID within container"},
         {"help", '?', Arg::none, false, "", "give this help list"},
         {"home", 0, Arg::none, false, "", "bind $HOME at /home/$USER (adds -W if needed)"},
@@ -35,7 +36,8 @@ const Spec spec = {
         {"storage", 's', Arg::required, false, "DIR", "set storage directory"},
         {"uid", 'u', Arg::required, false, "UID", "run as UID within container"},
         {"unsafe", 0, Arg::none, false, "", "do unsafe things (internal use only)", true},
-        {"unset-env", 0, Arg::required, true, "GLOB", "unset environment variable(s) matching GLOB"},
+        {"unset-env", 0, Arg::required, true, "GLOB",
+         "unset environment variable(s) matching GLOB"},
         {"usage", 0, Arg::none, false, "", "give a short usage message"},
         {"verbose", 'v', Arg::none, true, "", "be more verbose (can be repeated)"},
         {"version", 'V', Arg::none, false, "", "print version and exit"},
@@ -61,7 +63,9 @@ void check_size(const std::string& v) {
     bool nonzero = false;
     for (; i < v.size() && v[i] >= '0' && v[i] <= '9'; i++)
         nonzero = nonzero || v[i] != '0';
-    const bool ok = i > 0 && (i == v.size() || (i + 1 == v.size() && std::string("kKmMgG%").find(v[i]) != std::string::npos));
+    const bool ok =
+        i > 0 && (i == v.size() ||
+                  (i + 1 == v.size() && std::string("kKmMgG%").find(v[i]) != std::string::npos));
     if (!ok)
         throw UsageError(cat("bad --write-fake size: ", printable(v), " (e.g. 4G, 512m, 25%)"));
     if (!nonzero)
@@ -91,7 +95,9 @@ run::EnvDelta set_env_delta(const std::optional<std::string>& arg, char sep) {
 
 } // namespace
 
-const Spec& run_spec() { return spec; }
+const Spec& run_spec() {
+    return spec;
+}
 
 run::RunOptions to_run_options(const Parsed& p) {
     run::RunOptions o;

@@ -2,13 +2,13 @@
 // here; nothing in this file knows how any format is laid out.
 #include "image/convert.hh"
 
+#include <chrono>
+#include <cstring>
+
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <cstring>
 
 #include "image/formats.hh"
 #include "image/image.hh"
@@ -93,6 +93,7 @@ void check_not_inside(const ConvertPlan& p) {
 // limit is what the site allows.
 void raise_fd_limit() {
     struct rlimit rl {};
+
     if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
         return;
     rl.rlim_cur = rl.rlim_max;
@@ -103,7 +104,10 @@ void raise_fd_limit() {
 bool is_archive_head(const unsigned char* u, ssize_t n) {
     const bool gz = n >= 2 && u[0] == 0x1f && u[1] == 0x8b;
     const bool zst = n >= 4 && u[0] == 0x28 && u[1] == 0xb5 && u[2] == 0x2f && u[3] == 0xfd;
-    const bool xz = n >= 6 && std::memcmp(u, "\xfd" "7zXZ", 5) == 0;
+    const bool xz = n >= 6 && std::memcmp(u,
+                                          "\xfd"
+                                          "7zXZ",
+                                          5) == 0;
     const bool bz = n >= 3 && std::memcmp(u, "BZh", 3) == 0;
     const bool tar = n >= 262 && std::memcmp(u + 257, "ustar", 5) == 0;
     const bool sqfs = n >= 4 && std::memcmp(u, "hsqs", 4) == 0;
@@ -142,6 +146,7 @@ std::optional<Format> parse_format(std::string_view s) {
 std::optional<OutFormat> parse_out_format(std::string_view s) {
     if (const auto f = parse_format(s))
         return OutFormat{*f, std::nullopt};
+
     // Bare "tar" stays a format, whose compression the name then chooses.
     static const struct {
         std::string_view name;
@@ -150,6 +155,7 @@ std::optional<OutFormat> parse_out_format(std::string_view s) {
                 {"tgz", TarCompression::gzip},
                 {"tar.zst", TarCompression::zstd},
                 {"tar.xz", TarCompression::xz}};
+
     for (const auto& t : tars)
         if (s == t.name)
             return OutFormat{Format::tar, t.comp};
@@ -170,7 +176,9 @@ Format infer_output_format(std::string_view out) {
 Format detect_input_format(std::string_view in, const fs::path& storage,
                            const std::string& storage_error) {
     const std::string path(in);
+
     struct stat st {};
+
     if (::stat(path.c_str(), &st) != 0) {
         if (errno != ENOENT || in.starts_with("/") || in.starts_with("./") || in.starts_with("../"))
             throw_errno("can't read ", path);
@@ -178,8 +186,10 @@ Format detect_input_format(std::string_view in, const fs::path& storage,
         need_storage(storage, storage_error);
         if (storage::find_image(storage, in)) // checks who owns the storage
             return Format::ch_image;
-        fail("can't find ", printable(in), ": no such file or directory, and no image of that name "
-             "in storage ", storage.string());
+        fail("can't find ", printable(in),
+             ": no such file or directory, and no image of that name "
+             "in storage ",
+             storage.string());
     }
     if (S_ISDIR(st.st_mode))
         return Format::dir;
@@ -193,7 +203,8 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
     ConvertPlan p;
     p.storage = req.storage;
     p.xattrs = req.xattrs;
-    p.in_fmt = req.in_fmt ? *req.in_fmt : detect_input_format(req.in, req.storage, req.storage_error);
+    p.in_fmt =
+        req.in_fmt ? *req.in_fmt : detect_input_format(req.in, req.storage, req.storage_error);
     p.out_fmt = req.out_fmt ? *req.out_fmt : infer_output_format(req.out);
     if (p.in_fmt == p.out_fmt)
         throw UsageError(cat("input and output formats are both ", format_name(p.in_fmt),
@@ -210,7 +221,9 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
     } else {
         p.in_path = req.in;
         p.in_desc = req.in;
+
         struct stat st {};
+
         if (::stat(p.in_path.c_str(), &st) != 0)
             throw_errno("can't read ", req.in);
         if (p.in_fmt == Format::dir && !S_ISDIR(st.st_mode))
@@ -243,12 +256,14 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
     }
     if (req.squash) {
         if (p.out_fmt != Format::squash)
-            throw UsageError(cat("--squash-comp and --squash-block-size are for squash output, and ",
-                                 req.out, " is ", format_name(p.out_fmt)));
+            throw UsageError(
+                cat("--squash-comp and --squash-block-size are for squash output, and ", req.out,
+                    " is ", format_name(p.out_fmt)));
         p.squash = *req.squash;
     }
 
     struct stat st {};
+
     if (::lstat(p.out_path.c_str(), &st) == 0) {
         if (req.no_clobber)
             fail("can't write ", p.out_desc, ": it exists and --no-clobber was given");
@@ -267,6 +282,7 @@ ConvertPlan plan_convert(const ConvertRequest& req) {
 
 std::string why_not_replace(const fs::path& dest) {
     struct stat st {};
+
     if (::lstat(dest.c_str(), &st) != 0)
         return errno == ENOENT ? "" : cat("can't stat it: ", std::strerror(errno));
     if (S_ISDIR(st.st_mode)) {
@@ -320,7 +336,8 @@ PumpStats run_convert(const ConvertPlan& plan, Cancel cancel) {
         TarbombProbe probe;
         probe_tarbomb(*src, probe, cancel);
         if (const auto top = probe.wrapper()) {
-            log::verbose("every entry is under ", quote_name(*top), "/: unpacking its contents as the image");
+            log::verbose("every entry is under ", quote_name(*top),
+                         "/: unpacking its contents as the image");
             opts.strip_top = *top;
         }
     }
@@ -332,7 +349,8 @@ PumpStats run_convert(const ConvertPlan& plan, Cancel cancel) {
     const UnpackStats& u = rules.stats();
     log::verbose("read ", stats.entries, " entries, ", human_bytes(stats.bytes), " of file data");
     if (u.redirected > 0)
-        log::verbose(u.redirected, " entries written through symlinked parents, resolved inside the image");
+        log::verbose(u.redirected,
+                     " entries written through symlinked parents, resolved inside the image");
     if (u.setid_stripped > 0)
         log::verbose("removed setuid/setgid bits from ", u.setid_stripped, " entries");
     if (u.whiteout_markers > 0)
@@ -342,7 +360,8 @@ PumpStats run_convert(const ConvertPlan& plan, Cancel cancel) {
         log::verbose("dropped ", u.xattrs_dropped, " extended attributes",
                      plan.xattrs ? " outside user.* or in user.overlay.*" : " (--no-xattrs)");
     if (u.init_made > 0)
-        log::verbose("created ", u.init_made, " missing entries ch-run needs (mount points, etc/hosts, ...)");
+        log::verbose("created ", u.init_made,
+                     " missing entries ch-run needs (mount points, etc/hosts, ...)");
     for (const auto& w : rules.warnings())
         log::warning(w);
     check_cancel(cancel);

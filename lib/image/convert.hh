@@ -41,29 +41,29 @@ Format detect_input_format(std::string_view in, const fs::path& storage,
 
 struct ConvertRequest {
     std::string in, out;
-    std::optional<Format> in_fmt, out_fmt; // -i, -o: override detection and inference
+    std::optional<Format> in_fmt, out_fmt;  // -i, -o: override detection and inference
     std::optional<TarCompression> tar_comp; // -o tar.gz etc.: override the name's
-    std::optional<SquashOptions> squash;   // squash output settings (only for squash output)
-    bool no_clobber = false;               // refuse any existing output
-    bool xattrs = true;                    // keep user.* xattrs
-    fs::path storage;           // empty if it could not be determined:
-    std::string storage_error;  // then this says why, for when it is needed
+    std::optional<SquashOptions> squash;    // squash output settings (only for squash output)
+    bool no_clobber = false;                // refuse any existing output
+    bool xattrs = true;                     // keep user.* xattrs
+    fs::path storage;                       // empty if it could not be determined:
+    std::string storage_error;              // then this says why, for when it is needed
 };
 
 struct ConvertPlan {
     Format in_fmt = Format::dir;
     Format out_fmt = Format::dir;
-    fs::path in_path;        // file or directory read (a storage image's directory)
-    std::string in_desc;     // for messages: the path, or "storage image NAME"
-    std::string in_ref;      // storage image name, for ch-image input
-    fs::path out_path;       // where the output appears
+    fs::path in_path;    // file or directory read (a storage image's directory)
+    std::string in_desc; // for messages: the path, or "storage image NAME"
+    std::string in_ref;  // storage image name, for ch-image input
+    fs::path out_path;   // where the output appears
     std::string out_desc;
-    std::string out_ref;     // storage image name, for ch-image output
+    std::string out_ref; // storage image name, for ch-image output
     fs::path storage;
-    bool replaces = false;   // an existing output will be replaced
+    bool replaces = false; // an existing output will be replaced
     bool xattrs = true;
     TarCompression tar_comp = TarCompression::none; // for tar output
-    SquashOptions squash;                            // for squash output
+    SquashOptions squash;                           // for squash output
 };
 
 // Whether an existing OUT may be replaced: a missing path, an empty
@@ -72,12 +72,14 @@ struct ConvertPlan {
 // a SquashFS or (compressed) tar archive. Returns an empty string if yes,
 // else the reason why not.
 std::string why_not_replace(const fs::path& dest);
+
 // An -o argument: a format's name, or for tar output with a compression not
 // taken from OUT's name, tar.gz (or tgz), tar.zst, tar.xz.
 struct OutFormat {
     Format format;
     std::optional<TarCompression> tar_comp;
 };
+
 std::optional<OutFormat> parse_out_format(std::string_view s);
 
 // Decide everything that can be decided without converting. Throws

@@ -5,13 +5,13 @@
 // never N x M converters.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace ch::image {
 
@@ -52,12 +52,12 @@ struct Entry {
     // the last one is a symlink.
     std::string path;
     EntryType type = EntryType::file;
-    mode_t mode = 0644;          // permission bits only (07777)
+    mode_t mode = 0644; // permission bits only (07777)
     uid_t uid = 0;
     gid_t gid = 0;
-    std::int64_t mtime = 0;      // seconds since the epoch
-    std::uint64_t size = 0;      // regular files: logical size in bytes
-    std::string link_target;     // symlink: target as stored; hardlink: entry path
+    std::int64_t mtime = 0;  // seconds since the epoch
+    std::uint64_t size = 0;  // regular files: logical size in bytes
+    std::string link_target; // symlink: target as stored; hardlink: entry path
     std::vector<Xattr> xattrs;
     // Regular files only: when set, the file is sparse and its data (as read
     // from the source) is the concatenation of these regions, in order.
@@ -65,6 +65,7 @@ struct Entry {
     unsigned dev_major = 0, dev_minor = 0;
 
     bool is_file() const { return type == EntryType::file; }
+
     // Bytes that Source::read will deliver for this entry.
     std::uint64_t data_size() const;
 };

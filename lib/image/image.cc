@@ -1,14 +1,14 @@
 // image.cc: see image.hh.
 #include "image/image.hh"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "storage/layout.hh"
 #include "util/error.hh"
@@ -67,14 +67,18 @@ Image resolve_image(std::string_view ref, const fs::path& storage, bool unsafe) 
         img.path = std::move(*stored);
         return img;
     }
+
     struct stat st {};
+
     const std::string path(ref);
     if (::stat(path.c_str(), &st) != 0) {
         if (errno == ENOENT && !storage::is_image_name(ref)) // a path, never a name
             fail("can't find image ", printable(ref), ": no such file or directory");
         if (errno == ENOENT)
-            fail("can't find image ", printable(ref), ": no such file or directory, and no image of "
-                 "that name in ", storage.string());
+            fail("can't find image ", printable(ref),
+                 ": no such file or directory, and no image of "
+                 "that name in ",
+                 storage.string());
         throw_errno("can't stat image ", printable(ref));
     }
     if (S_ISDIR(st.st_mode)) {

@@ -4,15 +4,15 @@
 // from the staging root with openat(O_NOFOLLOW), so a symlink or a missing
 // directory on the way is an error, never something followed or invented.
 // Files are created by the invoking user (no chown).
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/xattr.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include "image/formats.hh"
 #include "storage/layout.hh"
@@ -44,6 +44,7 @@ void pwrite_all(int fd, const char* p, std::size_t n, off_t off, const std::stri
 
 struct timespec to_timespec(std::int64_t t) {
     struct timespec ts {};
+
     ts.tv_sec = static_cast<time_t>(t);
     return ts;
 }
@@ -108,6 +109,7 @@ public:
     void commit() override {
         cache_names_.clear();
         cache_fds_.clear();
+
         // Directory modes and times last: creating children would change the
         // times, and a read-only mode would stop them being created. Deepest
         // first: a walk of the tree of directories, each set once all below
@@ -117,6 +119,7 @@ public:
             Fd fd;
             DirNode::Children::iterator next;
         };
+
         std::vector<Frame> stack;
         stack.push_back({&dirs_, Fd(), dirs_.children.begin()});
         std::string path; // of the top frame, for messages
@@ -133,7 +136,8 @@ public:
             if (f.fd && f.node->known) {
                 if (::fchmod(f.fd.get(), f.node->mode) != 0)
                     throw_errno("can't set the mode of ", printable(path));
-                const struct timespec ts[2] = {to_timespec(f.node->mtime), to_timespec(f.node->mtime)};
+                const struct timespec ts[2] = {to_timespec(f.node->mtime),
+                                               to_timespec(f.node->mtime)};
                 if (::futimens(f.fd.get(), ts) != 0)
                     throw_errno("can't set the time of ", printable(path));
             }
@@ -183,9 +187,11 @@ private:
     // valid until the next call. Returns -1 if !must and a component is
     // missing or not a directory.
     int parent(const std::string& path, bool must) {
-        const std::vector<std::string> comps = path.empty() ? std::vector<std::string>{} : split(path, '/');
+        const std::vector<std::string> comps =
+            path.empty() ? std::vector<std::string>{} : split(path, '/');
         std::size_t keep = 0;
-        while (keep < comps.size() && keep < cache_names_.size() && comps[keep] == cache_names_[keep])
+        while (keep < comps.size() && keep < cache_names_.size() &&
+               comps[keep] == cache_names_[keep])
             keep++;
         cache_names_.resize(keep);
         cache_fds_.resize(keep);
@@ -196,11 +202,16 @@ private:
                 const int err = errno;
                 if (!must)
                     return -1;
-                const std::string shown = quote_name(join({comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(i) + 1}, "/"));
-                const std::string what = cat("can't create ", quote_name(path + "/..."), ": parent ", shown);
+                const std::string shown = quote_name(
+                    join({comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(i) + 1}, "/"));
+                const std::string what =
+                    cat("can't create ", quote_name(path + "/..."), ": parent ", shown);
+
                 struct stat st {};
-                if ((err == ELOOP || err == ENOTDIR)
-                    && ::fstatat(at, comps[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+
+                if ((err == ELOOP || err == ENOTDIR) &&
+                    ::fstatat(at, comps[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISLNK(st.st_mode))
                     fail(what, " is a symlink (not followed)");
                 if (err == ENOTDIR)
                     fail(what, " is not a directory");
@@ -219,6 +230,7 @@ private:
     // tree for a directory).
     void remove_existing(int pfd, const std::string& name, const std::string& path) {
         struct stat st {};
+
         if (::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
             if (errno == ENOENT)
                 return;
@@ -258,6 +270,7 @@ private:
 
     void add_dir(int pfd, const std::string& name, const Entry& e) {
         struct stat st {};
+
         const bool exists = ::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
         if (!exists || !S_ISDIR(st.st_mode)) { // directory over directory merges
             if (exists)
@@ -284,7 +297,8 @@ private:
 
     void add_file(int pfd, const std::string& name, const Entry& e, Source& src) {
         const std::string shown = printable(e.path);
-        const Fd fd(::openat(pfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        const Fd fd(::openat(pfd, name.c_str(),
+                             O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
         if (!fd)
             throw_errno("can't create ", shown);
         if (e.sparse) {
@@ -306,11 +320,11 @@ private:
 
     void copy(Source& src, int fd, std::uint64_t len, off_t off, const Entry& e) {
         while (len > 0) {
-            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(len, buf_.size()));
+            const std::size_t want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(len, buf_.size()));
             const std::size_t n = src.read(buf_.data(), want);
             if (n == 0)
-                fail("can't write ", printable(e.path), ": the source ended ", len,
-                     " bytes early");
+                fail("can't write ", printable(e.path), ": the source ended ", len, " bytes early");
             pwrite_all(fd, buf_.data(), n, off, printable(e.path));
             off += static_cast<off_t>(n);
             len -= n;
@@ -319,10 +333,12 @@ private:
 
     void add_hardlink(const Entry& e, const std::string& parent_path, const std::string& name) {
         const std::size_t slash = e.link_target.rfind('/');
-        const std::string tname = slash == std::string::npos ? e.link_target : e.link_target.substr(slash + 1);
+        const std::string tname =
+            slash == std::string::npos ? e.link_target : e.link_target.substr(slash + 1);
         // Hold the target's directory in our own descriptor: the walk for
         // the link's directory below reuses the cache.
-        const int borrowed = parent(slash == std::string::npos ? "" : e.link_target.substr(0, slash), true);
+        const int borrowed =
+            parent(slash == std::string::npos ? "" : e.link_target.substr(0, slash), true);
         const Fd tdir(::fcntl(borrowed, F_DUPFD_CLOEXEC, 0));
         if (!tdir)
             throw_errno("can't duplicate a descriptor");
@@ -358,7 +374,9 @@ private:
 
 } // namespace
 
-std::unique_ptr<Sink> make_dir_sink(const fs::path& dest) { return std::make_unique<DirSink>(dest); }
+std::unique_ptr<Sink> make_dir_sink(const fs::path& dest) {
+    return std::make_unique<DirSink>(dest);
+}
 
 std::unique_ptr<Sink> make_storage_sink(const fs::path& storage, std::string_view ref) {
     const std::string name = storage::image_dirname(ref);

@@ -12,6 +12,16 @@
 // below it. Data already streamed for a replaced or removed file stays in the
 // image as unreferenced blocks: SquashFS data is written once, front to back,
 // and the sink never buffers a file to see whether it survives.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string_view>
+#include <vector>
+
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,20 +39,10 @@
 #include <sqfs/xattr.h>
 #include <sqfs/xattr_writer.h>
 
-#include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <deque>
-#include <limits>
-#include <map>
-#include <memory>
-#include <string_view>
-#include <vector>
-
 #include "image/squash.hh"
 #include "image/squash_io.hh"
-#include "util/cpus.hh"
 #include "storage/publish.hh"
+#include "util/cpus.hh"
 #include "util/error.hh"
 #include "util/log.hh"
 
@@ -95,7 +95,8 @@ struct Node {
     bool is_dir() const { return type == EntryType::dir; }
 };
 
-NodePtr make_dir_node(std::uint16_t perm, std::uint32_t uid, std::uint32_t gid, std::uint32_t mtime) {
+NodePtr make_dir_node(std::uint16_t perm, std::uint32_t uid, std::uint32_t gid,
+                      std::uint32_t mtime) {
     auto n = std::make_shared<Node>();
     n->type = EntryType::dir;
     n->perm = perm;
@@ -164,6 +165,7 @@ struct InodeArena {
     InodeArena() = default;
     InodeArena(const InodeArena&) = delete;
     InodeArena& operator=(const InodeArena&) = delete;
+
     ~InodeArena() {
         for (auto* p : slots)
             sqfs_free(p);
@@ -173,6 +175,7 @@ struct InodeArena {
 struct FreeC {
     void operator()(void* p) const noexcept { std::free(p); }
 };
+
 using InodeMem = std::unique_ptr<sqfs_inode_generic_t, FreeC>;
 
 class SquashSink : public Sink {
@@ -214,7 +217,7 @@ private:
     fs::path dest_;
     std::string what_; // "can't write DEST"
     std::uint32_t block_size_;
-    int comp_;                 // SQFS_COMPRESSOR, checked before anything is created
+    int comp_; // SQFS_COMPRESSOR, checked before anything is created
     storage::Staged staged_;
     Ptr<sqfs_file_t> file_;
     Ptr<sqfs_compressor_t> cmp_;
@@ -289,7 +292,8 @@ SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
     // 3.5 s of 12, 192 blocks about 0.5 s (the serial metadata at the end).
     // Each block in flight holds a block-sized buffer, so the backlog is set
     // in bytes: 24 MiB (192 blocks of 128 KiB) keeps the peak RSS near 50 MiB.
-    const std::size_t backlog = std::clamp<std::size_t>((24u << 20) / block_size_, 4 * workers + 4, 4096);
+    const std::size_t backlog =
+        std::clamp<std::size_t>((24u << 20) / block_size_, 4 * workers + 4, 4096);
     sqfs_block_processor_desc_t desc{};
     desc.size = sizeof desc;
     desc.max_block_size = block_size_;
@@ -345,8 +349,8 @@ std::vector<std::string_view> SquashSink::split_path(const Entry& e, std::string
     std::size_t start = 0;
     while (true) {
         const std::size_t slash = path.find('/', start);
-        const std::string_view part =
-            path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+        const std::string_view part = path.substr(
+            start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
         if (part.empty() || part == "." || part == "..")
             fail_entry(e, "path has an empty, '.' or '..' component");
         if (part.find('\0') != std::string_view::npos)
@@ -355,7 +359,8 @@ std::vector<std::string_view> SquashSink::split_path(const Entry& e, std::string
             throw Error(cat(what_, ": entry '", printable(e.path), "': name '",
                             printable(part.substr(0, 32)), "...' is ", part.size(),
                             " bytes long; SquashFS names are limited to 256 bytes and Linux names "
-                            "to ", name_max),
+                            "to ",
+                            name_max),
                         Exit::squash);
         parts.push_back(part);
         if (slash == std::string_view::npos)
@@ -367,7 +372,8 @@ std::vector<std::string_view> SquashSink::split_path(const Entry& e, std::string
 
 // The directory that holds the last component of parts; missing directories
 // on the way are created (mode 0755) if create, else nullptr is returned.
-Node* SquashSink::parent_dir(const Entry& e, const std::vector<std::string_view>& parts, bool create) {
+Node* SquashSink::parent_dir(const Entry& e, const std::vector<std::string_view>& parts,
+                             bool create) {
     Node* dir = root_.get();
     for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
         auto it = dir->children->find(parts[i]);
@@ -432,7 +438,8 @@ std::vector<Xattr> SquashSink::clean_xattrs(const Entry& e) const {
 
 void SquashSink::add(const Entry& e, Source& src) {
     if (committed_)
-        throw Error(cat(what_, ": entry '", printable(e.path), "' added after commit"), Exit::squash);
+        throw Error(cat(what_, ": entry '", printable(e.path), "' added after commit"),
+                    Exit::squash);
     if (broken_)
         throw Error(cat(what_, ": the image is incomplete after an earlier error"), Exit::squash);
 
@@ -463,8 +470,9 @@ void SquashSink::add(const Entry& e, Source& src) {
     case EntryType::hardlink:
         break;
     default:
-        fail_entry(e, cat("is ", kind_words(e.type),
-                          ", which the SquashFS sink does not store (the unpacking rules drop them)"));
+        fail_entry(e,
+                   cat("is ", kind_words(e.type),
+                       ", which the SquashFS sink does not store (the unpacking rules drop them)"));
     }
     if (parts.empty() && e.type != EntryType::dir)
         fail_entry(e, "the image root must be a directory");
@@ -475,7 +483,8 @@ void SquashSink::add(const Entry& e, Source& src) {
         const std::vector<std::string_view> tparts = split_path(e, e.link_target);
         NodePtr target = find(tparts);
         if (!target)
-            fail_entry(e, cat("hard link target '", printable(e.link_target), "' is not in the image"));
+            fail_entry(
+                e, cat("hard link target '", printable(e.link_target), "' is not in the image"));
         if (target->is_dir())
             fail_entry(e, cat("hard link target '", printable(e.link_target), "' is a directory"));
         Node* dir = parent_dir(e, parts, true);
@@ -554,8 +563,8 @@ std::size_t SquashSink::read_exactly(const Entry& e, Source& src, unsigned char*
     while (got < n) {
         const std::size_t r = src.read(buf + got, n - got);
         if (r == 0)
-            throw Error(cat(what_, ": entry '", printable(e.path), "': ", src.describe(), " ended after ",
-                            done + got, " of ", total, " bytes"));
+            throw Error(cat(what_, ": entry '", printable(e.path), "': ", src.describe(),
+                            " ended after ", done + got, " of ", total, " bytes"));
         got += r;
     }
     return got;
@@ -564,7 +573,8 @@ std::size_t SquashSink::read_exactly(const Entry& e, Source& src, unsigned char*
 void SquashSink::stream_plain(const Entry& e, Source& src) {
     std::uint64_t done = 0;
     while (done < e.size) {
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), e.size - done));
+        const auto n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), e.size - done));
         read_exactly(e, src, buf_.data(), n, done, e.size);
         check(sqfs_block_processor_append(proc_.get(), buf_.data(), n),
               cat("entry '", printable(e.path), "'"));
@@ -637,9 +647,9 @@ void SquashSink::finish() {
     {
         const sqfs_block_processor_stats_t* st = sqfs_block_processor_get_stats(proc_.get());
         log::debug("squash sink ", dest_.string(), ": ", st->input_bytes_read, " bytes in, ",
-                   st->data_block_count, " data blocks, ", st->frag_block_count, " fragment blocks, ",
-                   st->sparse_block_count, " sparse blocks, ", st->actual_frag_count, " of ",
-                   st->total_frag_count, " fragments stored");
+                   st->data_block_count, " data blocks, ", st->frag_block_count,
+                   " fragment blocks, ", st->sparse_block_count, " sparse blocks, ",
+                   st->actual_frag_count, " of ", st->total_frag_count, " fragments stored");
     }
     const std::uint32_t count = number_inodes();
     write_tree(count);
@@ -654,7 +664,8 @@ void SquashSink::finish() {
     const std::uint64_t pad = (device_block - super_.bytes_used % device_block) % device_block;
     if (pad > 0) {
         const std::vector<unsigned char> zeros(pad, 0);
-        check(file_->write_at(file_.get(), super_.bytes_used, zeros.data(), zeros.size()), "padding");
+        check(file_->write_at(file_.get(), super_.bytes_used, zeros.data(), zeros.size()),
+              "padding");
     }
     check(sqfs_super_write(&super_, file_.get()), "superblock");
 }
@@ -665,10 +676,12 @@ void SquashSink::finish() {
 // else one per directory entry naming it.
 std::uint32_t SquashSink::number_inodes() {
     std::uint64_t count = 0;
+
     struct Frame {
         Node* dir;
         Children::iterator it;
     };
+
     std::vector<Frame> stack{{root_.get(), root_->children->begin()}};
     root_->nlink = 2;
     while (!stack.empty()) {
@@ -697,7 +710,8 @@ void SquashSink::write_tree(std::uint32_t inode_count) {
     inode_mw_.reset(sqfs_meta_writer_create(file_.get(), cmp_.get(), 0));
     // The directory table follows the inode table, but listings are made
     // while inodes are written: keep them in memory (compressed) till then.
-    dir_mw_.reset(sqfs_meta_writer_create(file_.get(), cmp_.get(), SQFS_META_WRITER_KEEP_IN_MEMORY));
+    dir_mw_.reset(
+        sqfs_meta_writer_create(file_.get(), cmp_.get(), SQFS_META_WRITER_KEEP_IN_MEMORY));
     if (!inode_mw_ || !dir_mw_)
         check(SQFS_ERROR_ALLOC, "inode table");
     dirs_.reset(sqfs_dir_writer_create(dir_mw_.get(), 0));
@@ -707,10 +721,12 @@ void SquashSink::write_tree(std::uint32_t inode_count) {
         check(SQFS_ERROR_ALLOC, "directory table");
 
     super_.inode_table_start = file_->get_size(file_.get());
+
     struct Frame {
         Node* dir;
         Children::iterator it;
     };
+
     std::vector<Frame> stack{{root_.get(), root_->children->begin()}};
     while (!stack.empty()) {
         Frame& f = stack.back();
@@ -776,7 +792,8 @@ void SquashSink::write_leaf(Node& n) {
         }
     } else { // symlink
         const std::size_t len = n.target.size();
-        ino.reset(static_cast<sqfs_inode_generic_t*>(std::calloc(1, sizeof(sqfs_inode_generic_t) + len + 1)));
+        ino.reset(static_cast<sqfs_inode_generic_t*>(
+            std::calloc(1, sizeof(sqfs_inode_generic_t) + len + 1)));
         if (!ino)
             check(SQFS_ERROR_ALLOC, "inode");
         ino->base.type = SQFS_INODE_SLINK;
@@ -793,9 +810,10 @@ void SquashSink::write_leaf(Node& n) {
 void SquashSink::write_dir(Node& n, std::uint32_t parent_number) {
     check(sqfs_dir_writer_begin(dirs_.get(), 0), "directory table");
     for (const auto& [name, child] : *n.children)
-        check(sqfs_dir_writer_add_entry(dirs_.get(), name.c_str(), child->number, child->ref,
-                                        static_cast<sqfs_u16>(type_bits(child->type) | child->perm)),
-              "directory table");
+        check(
+            sqfs_dir_writer_add_entry(dirs_.get(), name.c_str(), child->number, child->ref,
+                                      static_cast<sqfs_u16>(type_bits(child->type) | child->perm)),
+            "directory table");
     check(sqfs_dir_writer_end(dirs_.get()), "directory table");
     const std::uint32_t xattr = xattr_index(n);
     InodeMem ino(sqfs_dir_writer_create_inode(dirs_.get(), 0, xattr, parent_number));
@@ -826,8 +844,8 @@ InodeMem SquashSink::file_inode(const Node& n) {
     if (n.runs) {
         sqfs_u32 frag_idx = 0xFFFFFFFF, frag_off = 0xFFFFFFFF;
         sqfs_inode_get_frag_location(in, &frag_idx, &frag_off);
-        const bool tail_fed = tail > 0 && !n.runs->empty() &&
-                              n.runs->back().first + n.runs->back().count == full + 1;
+        const bool tail_fed =
+            tail > 0 && !n.runs->empty() && n.runs->back().first + n.runs->back().count == full + 1;
         const bool tail_in_frag = tail_fed && frag_idx != 0xFFFFFFFF;
         const std::uint64_t out_count = full + (tail > 0 && !tail_in_frag ? 1 : 0);
         if (out_count > (std::numeric_limits<sqfs_u32>::max() - sizeof(sqfs_inode_generic_t)) / 4)
@@ -849,7 +867,8 @@ InodeMem SquashSink::file_inode(const Node& n) {
     }
 
     const std::size_t payload = sizes.size() * sizeof(sqfs_u32);
-    InodeMem out(static_cast<sqfs_inode_generic_t*>(std::malloc(sizeof(sqfs_inode_generic_t) + payload)));
+    InodeMem out(
+        static_cast<sqfs_inode_generic_t*>(std::malloc(sizeof(sqfs_inode_generic_t) + payload)));
     if (!out)
         check(SQFS_ERROR_ALLOC, "file inode");
     std::memcpy(out.get(), in, sizeof(sqfs_inode_generic_t));

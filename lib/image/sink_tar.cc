@@ -2,13 +2,13 @@
 // format (ustar headers where they suffice, pax records for long names,
 // large sizes, xattrs and sparse maps). Compression follows the output name.
 // Written to a staging file beside the destination and renamed at commit().
+#include <algorithm>
+#include <cstring>
+
 #include <fcntl.h>
 
 #include <archive.h>
 #include <archive_entry.h>
-
-#include <algorithm>
-#include <cstring>
 
 #include "image/formats.hh"
 #include "storage/publish.hh"
@@ -111,7 +111,8 @@ private:
         std::uint64_t pos = 0;
         auto feed = [&](std::uint64_t len, bool zeros) {
             while (len > 0) {
-                const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(len, buf_.size()));
+                const std::size_t want =
+                    static_cast<std::size_t>(std::min<std::uint64_t>(len, buf_.size()));
                 std::size_t n = want;
                 if (zeros) {
                     if (zeros_.empty())
@@ -122,7 +123,8 @@ private:
                         fail("can't add ", printable(e.path), ": the source ended ", len,
                              " bytes early");
                 }
-                const la_ssize_t w = archive_write_data(a_.get(), zeros ? zeros_.data() : buf_.data(), n);
+                const la_ssize_t w =
+                    archive_write_data(a_.get(), zeros ? zeros_.data() : buf_.data(), n);
                 if (w < 0)
                     check(static_cast<int>(w), e.path);
                 len -= n;
@@ -144,7 +146,8 @@ private:
         if (r == ARCHIVE_OK)
             return;
         const char* msg = archive_error_string(a_.get());
-        const std::string where = entry.empty() ? std::string() : cat("entry ", quote_name(entry), ": ");
+        const std::string where =
+            entry.empty() ? std::string() : cat("entry ", quote_name(entry), ": ");
         if (r == ARCHIVE_WARN && msg != nullptr && std::strstr(msg, "Can't translate") != nullptr) {
             // A name that is not valid in the locale's charset: libarchive
             // stores its bytes as they are (pax hdrcharset=BINARY), so
@@ -180,7 +183,9 @@ std::optional<TarCompression> tar_compression_for(std::string_view name) {
     return std::nullopt;
 }
 
-const char* tar_output_names() { return "*.tar, *.tar.gz, *.tgz, *.tar.zst, *.tar.xz"; }
+const char* tar_output_names() {
+    return "*.tar, *.tar.gz, *.tgz, *.tar.zst, *.tar.xz";
+}
 
 std::unique_ptr<Sink> make_tar_sink(const fs::path& dest) {
     const auto comp = tar_compression_for(dest.filename().string());

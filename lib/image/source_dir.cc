@@ -2,16 +2,16 @@
 // walk holds a descriptor per level and opens every name with O_NOFOLLOW
 // relative to its parent, so a symlink in the tree is reported as a symlink
 // and never walked into, and paths longer than PATH_MAX work.
+#include <algorithm>
+#include <cerrno>
+#include <map>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <map>
 
 #include "image/formats.hh"
 #include "image/unpack_rules.hh"
@@ -70,7 +70,8 @@ std::vector<Xattr> read_user_xattrs(int fd, const std::string& shown, const std:
 
 // The data regions of a file that has fewer blocks than its size suggests;
 // nullopt if it is not sparse after all.
-std::optional<std::vector<Extent>> find_extents(int fd, std::uint64_t size, const std::string& shown) {
+std::optional<std::vector<Extent>> find_extents(int fd, std::uint64_t size,
+                                                const std::string& shown) {
     std::vector<Extent> out;
     off_t pos = 0;
     while (static_cast<std::uint64_t>(pos) < size) {
@@ -87,7 +88,8 @@ std::optional<std::vector<Extent>> find_extents(int fd, std::uint64_t size, cons
             throw_errno("can't find holes of ", shown);
         hole = std::min<off_t>(hole, static_cast<off_t>(size));
         if (hole > data)
-            out.push_back({static_cast<std::uint64_t>(data), static_cast<std::uint64_t>(hole - data)});
+            out.push_back(
+                {static_cast<std::uint64_t>(data), static_cast<std::uint64_t>(hole - data)});
         pos = hole;
     }
     if (out.size() == 1 && out[0].offset == 0 && out[0].length == size)
@@ -107,7 +109,9 @@ public:
         if (!started_) {
             started_ = true;
             Fd fd = open_at(AT_FDCWD, root_, O_RDONLY | O_DIRECTORY);
+
             struct stat st {};
+
             if (::fstat(fd.get(), &st) != 0)
                 throw_errno("can't stat ", root_.string());
             e = Entry{};
@@ -199,6 +203,7 @@ private:
 
     void visit(int dirfd, const std::string& name, const std::string& path, Entry& e) {
         struct stat st {};
+
         if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
             throw_errno("can't stat ", shown(path));
         e = Entry{};
@@ -285,8 +290,10 @@ private:
 
 } // namespace
 
-std::unique_ptr<Source> make_dir_source(const fs::path& dir, bool xattrs, std::string described_as) {
+std::unique_ptr<Source> make_dir_source(const fs::path& dir, bool xattrs,
+                                        std::string described_as) {
     struct stat st {};
+
     if (::stat(dir.c_str(), &st) != 0)
         throw_errno("can't read ", dir.string());
     if (!S_ISDIR(st.st_mode))
@@ -296,7 +303,9 @@ std::unique_ptr<Source> make_dir_source(const fs::path& dir, bool xattrs, std::s
 
 std::unique_ptr<Source> make_storage_source(const fs::path& storage, std::string_view ref) {
     const fs::path dir = storage::image_dir(storage, ref);
+
     struct stat st {};
+
     if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
         fail("can't find image ", printable(ref), " in storage ", storage.string());
     return std::make_unique<DirSource>(dir, true, cat("storage image ", printable(ref)));

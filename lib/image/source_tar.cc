@@ -3,14 +3,14 @@
 // serve zstd layers as "tar+gzip" often enough, and users rename files.
 // Every libarchive failure becomes one Error naming the file and, where
 // known, the entry.
+#include <algorithm>
+#include <cstring>
+
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <archive.h>
 #include <archive_entry.h>
-
-#include <algorithm>
-#include <cstring>
 
 #include "image/formats.hh"
 #include "image/unpack_rules.hh"
@@ -84,7 +84,8 @@ public:
             if (r < 0)
                 fail_here(cat("entry ", quote_name(last_), ": "));
             if (r == 0)
-                fail("can't read ", path_.string(), ": entry ", quote_name(last_), ": data ends early");
+                fail("can't read ", path_.string(), ": entry ", quote_name(last_),
+                     ": data ends early");
             got = static_cast<std::size_t>(r);
         }
         remaining_ -= got;
@@ -158,7 +159,8 @@ private:
             break;
         default:
             if (hard == nullptr)
-                fail("can't read ", path_.string(), ": entry ", quote_name(e.path), ": unknown type");
+                fail("can't read ", path_.string(), ": entry ", quote_name(e.path),
+                     ": unknown type");
         }
         if (hard != nullptr) {
             e.type = EntryType::hardlink;
@@ -178,7 +180,8 @@ private:
                 la_int64_t off = 0, len = 0;
                 while (archive_entry_sparse_next(ae, &off, &len) == ARCHIVE_OK) {
                     if (off >= 0 && len > 0)
-                        xs.push_back({static_cast<std::uint64_t>(off), static_cast<std::uint64_t>(len)});
+                        xs.push_back(
+                            {static_cast<std::uint64_t>(off), static_cast<std::uint64_t>(len)});
                     if (xs.size() > max_extents)
                         fail("can't read ", path_.string(), ": entry ", quote_name(e.path),
                              ": sparse map of more than ", max_extents, " regions");

@@ -20,14 +20,16 @@ namespace fs = std::filesystem;
 struct SquashOptions {
     unsigned block_size = 128 * 1024; // a power of two, squash_min_block to squash_max_block
     std::string compressor = "gzip";  // a name from squash_compressors(); gzip is libdeflate's
-    unsigned threads = 0;             // compressing threads; 0: one per CPU we may run on (affinity)
+    unsigned threads = 0; // compressing threads; 0: one per CPU we may run on (affinity)
 };
 
-constexpr unsigned squash_min_block = 4096;    // SquashFS's limits on the block size
+constexpr unsigned squash_min_block = 4096; // SquashFS's limits on the block size
 constexpr unsigned squash_max_block = 1 << 20;
+
 constexpr bool is_squash_block_size(std::uint64_t n) {
     return n >= squash_min_block && n <= squash_max_block && (n & (n - 1)) == 0;
 }
+
 // "a power of two from 4K (4096) to 1M (1048576)", for messages.
 std::string squash_block_sizes();
 

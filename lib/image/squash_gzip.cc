@@ -9,17 +9,17 @@
 // What this can't do is handed back to libsquashfs's zlib backend by
 // make_compressor: a window below 32 KiB (libdeflate always uses 32 KiB)
 // and zlib's strategies, which have no counterpart here.
-#include <sqfs/compressor.h>
-#include <sqfs/error.h>
-#include <sqfs/io.h>
-#include <sqfs/super.h>
-#include <libdeflate.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <new>
 #include <type_traits>
+
+#include <libdeflate.h>
+#include <sqfs/compressor.h>
+#include <sqfs/error.h>
+#include <sqfs/io.h>
+#include <sqfs/super.h>
 
 #include "image/squash_io.hh"
 
@@ -27,8 +27,8 @@ namespace ch::image::squash {
 
 namespace {
 
-constexpr sqfs_u32 default_level = 9;  // mksquashfs's and libsquashfs's default
-constexpr sqfs_u16 full_window = 15;   // log2 of 32 KiB, the only window libdeflate uses
+constexpr sqfs_u32 default_level = 9; // mksquashfs's and libsquashfs's default
+constexpr sqfs_u16 full_window = 15;  // log2 of 32 KiB, the only window libdeflate uses
 constexpr sqfs_u16 known_strategies = 0x1F;
 
 // The options record: a metadata block header (uncompressed flag, size 8)
@@ -46,10 +46,16 @@ struct Gzip {
     sqfs_u16 strategies; // as recorded by another writer; never used
     bool compress;
 };
+
 static_assert(std::is_standard_layout_v<Gzip>);
 
-Gzip* self(sqfs_compressor_t* c) { return reinterpret_cast<Gzip*>(c); }
-const Gzip* self(const sqfs_compressor_t* c) { return reinterpret_cast<const Gzip*>(c); }
+Gzip* self(sqfs_compressor_t* c) {
+    return reinterpret_cast<Gzip*>(c);
+}
+
+const Gzip* self(const sqfs_compressor_t* c) {
+    return reinterpret_cast<const Gzip*>(c);
+}
 
 sqfs_compressor_t* make(bool compress, sqfs_u32 block_size, sqfs_u32 level, sqfs_u16 window,
                         sqfs_u16 strategies);
@@ -73,7 +79,8 @@ void get_configuration(const sqfs_compressor_t* c, sqfs_compressor_config_t* cfg
     const Gzip* g = self(c);
     std::memset(cfg, 0, sizeof *cfg);
     cfg->id = SQFS_COMP_GZIP;
-    cfg->flags = static_cast<sqfs_u16>(g->strategies | (g->compress ? 0 : SQFS_COMP_FLAG_UNCOMPRESS));
+    cfg->flags =
+        static_cast<sqfs_u16>(g->strategies | (g->compress ? 0 : SQFS_COMP_FLAG_UNCOMPRESS));
     cfg->block_size = g->block_size;
     cfg->level = g->level;
     cfg->opt.gzip.window_size = g->window;
@@ -89,7 +96,9 @@ void put32(unsigned char* p, sqfs_u32 v) {
     put16(p + 2, static_cast<sqfs_u16>(v >> 16));
 }
 
-sqfs_u16 get16(const unsigned char* p) { return static_cast<sqfs_u16>(p[0] | (p[1] << 8)); }
+sqfs_u16 get16(const unsigned char* p) {
+    return static_cast<sqfs_u16>(p[0] | (p[1] << 8));
+}
 
 sqfs_u32 get32(const unsigned char* p) {
     return static_cast<sqfs_u32>(get16(p)) | (static_cast<sqfs_u32>(get16(p + 2)) << 16);
@@ -121,7 +130,8 @@ int read_options(sqfs_compressor_t* c, sqfs_file_t* file) {
     const sqfs_u32 level = get32(rec + 2);
     const sqfs_u16 window = get16(rec + 6);
     const sqfs_u16 strategies = get16(rec + 8);
-    if (level < 1 || level > 9 || window < 8 || window > 15 || (strategies & ~known_strategies) != 0)
+    if (level < 1 || level > 9 || window < 8 || window > 15 ||
+        (strategies & ~known_strategies) != 0)
         return SQFS_ERROR_UNSUPPORTED;
     g->level = level;
     g->window = window;
@@ -142,7 +152,8 @@ sqfs_s32 compress_block(Gzip* g, const sqfs_u8* in, sqfs_u32 size, sqfs_u8* out,
 sqfs_s32 inflate_block(Gzip* g, const sqfs_u8* in, sqfs_u32 size, sqfs_u8* out, sqfs_u32 outsize) {
     std::size_t in_used = 0, out_made = 0;
     // Bytes after the end of the stream are ignored, as zlib's inflate does.
-    switch (libdeflate_zlib_decompress_ex(g->inflate, in, size, out, outsize, &in_used, &out_made)) {
+    switch (
+        libdeflate_zlib_decompress_ex(g->inflate, in, size, out, outsize, &in_used, &out_made)) {
     case LIBDEFLATE_SUCCESS:
         return static_cast<sqfs_s32>(out_made);
     case LIBDEFLATE_INSUFFICIENT_SPACE:
@@ -152,11 +163,13 @@ sqfs_s32 inflate_block(Gzip* g, const sqfs_u8* in, sqfs_u32 size, sqfs_u8* out, 
     }
 }
 
-sqfs_s32 do_block(sqfs_compressor_t* c, const sqfs_u8* in, sqfs_u32 size, sqfs_u8* out, sqfs_u32 outsize) {
+sqfs_s32 do_block(sqfs_compressor_t* c, const sqfs_u8* in, sqfs_u32 size, sqfs_u8* out,
+                  sqfs_u32 outsize) {
     Gzip* g = self(c);
     if (size >= 0x7FFFFFFF || outsize >= 0x7FFFFFFF)
         return SQFS_ERROR_ARG_INVALID;
-    return g->compress ? compress_block(g, in, size, out, outsize) : inflate_block(g, in, size, out, outsize);
+    return g->compress ? compress_block(g, in, size, out, outsize)
+                       : inflate_block(g, in, size, out, outsize);
 }
 
 sqfs_compressor_t* make(bool compress, sqfs_u32 block_size, sqfs_u32 level, sqfs_u16 window,

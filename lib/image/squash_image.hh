@@ -141,6 +141,7 @@ struct FileLayout {
     std::uint32_t tail_offset = 0;
 
     std::size_t count() const { return hdrs.size(); }
+
     // Block i (< count()): its key, or {0, 0} for a hole.
     BlockKey block(std::size_t i) const;
 };

@@ -1,15 +1,15 @@
 // squash_io.cc: see squash_io.hh.
 #include "image/squash_io.hh"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
 #include <type_traits>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "image/squash.hh"
 #include "util/error.hh"
@@ -28,10 +28,16 @@ struct FdFile {
     std::uint64_t size;
     IoFault fault;
 };
+
 static_assert(std::is_standard_layout_v<FdFile>);
 
-FdFile* self(sqfs_file_t* f) { return reinterpret_cast<FdFile*>(f); }
-const FdFile* self(const sqfs_file_t* f) { return reinterpret_cast<const FdFile*>(f); }
+FdFile* self(sqfs_file_t* f) {
+    return reinterpret_cast<FdFile*>(f);
+}
+
+const FdFile* self(const sqfs_file_t* f) {
+    return reinterpret_cast<const FdFile*>(f);
+}
 
 void remember(FdFile* f, const char* op, std::uint64_t offset, int err) {
     if (f->fault.err == 0)
@@ -94,7 +100,9 @@ int write_at(sqfs_file_t* file, sqfs_u64 offset, const void* buffer, size_t size
     return 0;
 }
 
-sqfs_u64 get_size(const sqfs_file_t* file) { return self(file)->size; }
+sqfs_u64 get_size(const sqfs_file_t* file) {
+    return self(file)->size;
+}
 
 int truncate_to(sqfs_file_t* file, sqfs_u64 size) {
     FdFile* f = self(file);
@@ -117,10 +125,16 @@ struct Shrinking {
     sqfs_compressor_t* inner;
     bool compress; // false: a decompressor, passed through
 };
+
 static_assert(std::is_standard_layout_v<Shrinking>);
 
-Shrinking* self(sqfs_compressor_t* c) { return reinterpret_cast<Shrinking*>(c); }
-const Shrinking* self(const sqfs_compressor_t* c) { return reinterpret_cast<const Shrinking*>(c); }
+Shrinking* self(sqfs_compressor_t* c) {
+    return reinterpret_cast<Shrinking*>(c);
+}
+
+const Shrinking* self(const sqfs_compressor_t* c) {
+    return reinterpret_cast<const Shrinking*>(c);
+}
 
 sqfs_compressor_t* wrap(sqfs_compressor_t* inner, bool compress);
 
@@ -151,7 +165,8 @@ int read_options(sqfs_compressor_t* c, sqfs_file_t* file) {
     return self(c)->inner->read_options(self(c)->inner, file);
 }
 
-sqfs_s32 do_block(sqfs_compressor_t* c, const sqfs_u8* in, sqfs_u32 size, sqfs_u8* out, sqfs_u32 outsize) {
+sqfs_s32 do_block(sqfs_compressor_t* c, const sqfs_u8* in, sqfs_u32 size, sqfs_u8* out,
+                  sqfs_u32 outsize) {
     sqfs_compressor_t* inner = self(c)->inner;
     const sqfs_s32 r = inner->do_block(inner, in, size, out, outsize);
     if (self(c)->compress && r > 0 && static_cast<sqfs_u32>(r) >= size)
@@ -201,7 +216,9 @@ int make_compressor(const sqfs_compressor_config_t& cfg, Ptr<sqfs_compressor_t>&
 Ptr<sqfs_file_t> open_file(const fs::path& path, Access access) {
     const bool w = access == Access::write;
     Fd fd = open_at(AT_FDCWD, path, w ? (O_RDWR | O_TRUNC) : O_RDONLY);
+
     struct stat st {};
+
     if (::fstat(fd.get(), &st) != 0)
         throw_errno("can't stat ", path.string());
     if (!w && !S_ISREG(st.st_mode))
@@ -219,7 +236,9 @@ Ptr<sqfs_file_t> open_file(const fs::path& path, Access access) {
     return Ptr<sqfs_file_t>(&f->base);
 }
 
-const IoFault& fault_of(const sqfs_file_t* f) { return self(f)->fault; }
+const IoFault& fault_of(const sqfs_file_t* f) {
+    return self(f)->fault;
+}
 
 std::string error_words(int code) {
     switch (code) {
@@ -280,9 +299,12 @@ std::string compressor_name(int id) {
 
 namespace ch::image {
 
-static_assert(squash_compressor_id("gzip") == SQFS_COMP_GZIP && squash_compressor_id("lzma") == SQFS_COMP_LZMA &&
-              squash_compressor_id("lzo") == SQFS_COMP_LZO && squash_compressor_id("xz") == SQFS_COMP_XZ &&
-              squash_compressor_id("lz4") == SQFS_COMP_LZ4 && squash_compressor_id("zstd") == SQFS_COMP_ZSTD);
+static_assert(squash_compressor_id("gzip") == SQFS_COMP_GZIP &&
+              squash_compressor_id("lzma") == SQFS_COMP_LZMA &&
+              squash_compressor_id("lzo") == SQFS_COMP_LZO &&
+              squash_compressor_id("xz") == SQFS_COMP_XZ &&
+              squash_compressor_id("lz4") == SQFS_COMP_LZ4 &&
+              squash_compressor_id("zstd") == SQFS_COMP_ZSTD);
 
 std::vector<std::string> squash_compressors() {
     std::vector<std::string> out;
@@ -290,7 +312,8 @@ std::vector<std::string> squash_compressors() {
         if (!t.writable)
             continue;
         sqfs_compressor_config_t cfg{};
-        if (sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(t.id), SQFS_DEFAULT_BLOCK_SIZE, 0) != 0)
+        if (sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(t.id),
+                                        SQFS_DEFAULT_BLOCK_SIZE, 0) != 0)
             continue;
         squash::Ptr<sqfs_compressor_t> c;
         if (squash::make_compressor(cfg, c) == 0)

@@ -5,15 +5,15 @@
 // error codes in words. Nothing here throws across a libsquashfs callback.
 #pragma once
 
-#include <sqfs/compressor.h>
-#include <sqfs/error.h>
-#include <sqfs/io.h>
-#include <sqfs/predef.h>
-
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
+
+#include <sqfs/compressor.h>
+#include <sqfs/error.h>
+#include <sqfs/io.h>
+#include <sqfs/predef.h>
 
 namespace ch::image::squash {
 
@@ -23,6 +23,7 @@ namespace fs = std::filesystem;
 struct Destroy {
     void operator()(void* p) const noexcept { sqfs_destroy(p); }
 };
+
 template <typename T>
 using Ptr = std::unique_ptr<T, Destroy>;
 
@@ -30,13 +31,14 @@ using Ptr = std::unique_ptr<T, Destroy>;
 struct Free {
     void operator()(void* p) const noexcept { sqfs_free(p); }
 };
+
 template <typename T>
 using Mem = std::unique_ptr<T, Free>;
 
 // What an FdFile remembers of its first failed system call.
 struct IoFault {
-    int err = 0;           // errno, 0 if none
-    std::string op;        // "write", "read", "truncate"
+    int err = 0;    // errno, 0 if none
+    std::string op; // "write", "read", "truncate"
     std::uint64_t offset = 0;
 };
 

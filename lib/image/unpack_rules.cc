@@ -22,11 +22,11 @@
 //     metadata (opaque directories, redirects).
 #include "image/unpack_rules.hh"
 
-#include <sys/stat.h>
-
 #include <deque>
 #include <map>
 #include <utility>
+
+#include <sys/stat.h>
 
 #include "util/error.hh"
 #include "util/strings.hh"
@@ -70,7 +70,9 @@ Split split_components(std::string_view name, std::vector<std::string>& out) {
     return Split::ok;
 }
 
-std::string entry_prefix(std::string_view raw) { return cat("entry ", quote_name(raw), ": "); }
+std::string entry_prefix(std::string_view raw) {
+    return cat("entry ", quote_name(raw), ": ");
+}
 
 std::string limit_problem(Split s) {
     if (s == Split::too_long)
@@ -85,8 +87,8 @@ std::string join_path(const std::string& dir, const std::string& name) {
 }
 
 bool is_special(EntryType t) {
-    return t == EntryType::fifo || t == EntryType::chardev || t == EntryType::blockdev
-           || t == EntryType::socket;
+    return t == EntryType::fifo || t == EntryType::chardev || t == EntryType::blockdev ||
+           t == EntryType::socket;
 }
 
 bool is_init_dir(std::string_view name) {
@@ -151,7 +153,8 @@ bool TarbombProbe::add(const Entry& e) {
         return true;
     const std::string& top = comps.front();
     // A top-level file, an image directory, or a second top-level name.
-    if ((comps.size() == 1 && e.type != EntryType::dir) || is_init_dir(top) || (top_ && *top_ != top)) {
+    if ((comps.size() == 1 && e.type != EntryType::dir) || is_init_dir(top) ||
+        (top_ && *top_ != top)) {
         no_ = true;
         return false;
     }
@@ -206,9 +209,13 @@ UnpackRules::UnpackRules(UnpackOptions opts)
     : opts_(std::move(opts))
     , root_(std::make_unique<Node>()) {}
 
-UnpackRules::~UnpackRules() { destroy(std::move(root_)); }
+UnpackRules::~UnpackRules() {
+    destroy(std::move(root_));
+}
 
-void UnpackRules::begin_layer() { layer_++; }
+void UnpackRules::begin_layer() {
+    layer_++;
+}
 
 std::vector<Entry> UnpackRules::apply(Entry e) {
     std::vector<Entry> out;
@@ -311,6 +318,7 @@ void UnpackRules::hide_lower(Node& parent, const std::string& name, const std::s
         std::string name;
         std::string path;
     };
+
     std::vector<Item> todo{{&parent, name, path}};
     while (!todo.empty()) {
         Item item = std::move(todo.back());
@@ -394,7 +402,8 @@ UnpackRules::Node& UnpackRules::resolve_hardlink(Entry& e, const std::string& re
             node = it->second.get();
     }
     if (node == nullptr)
-        fail(entry_prefix(e.path), "hard link target ", shown, " is not an earlier entry of the image");
+        fail(entry_prefix(e.path), "hard link target ", shown,
+             " is not an earlier entry of the image");
     if (node->type == EntryType::dir)
         fail(entry_prefix(e.path), "hard link target ", shown, " is a directory");
     std::string target = join_path(w.path, comps.back());
@@ -426,7 +435,8 @@ void UnpackRules::apply(Entry e, std::vector<Entry>& out) {
     for (const auto& x : e.xattrs)
         xattr_bytes += x.name.size() + x.value.size();
     check_xattr_limits(e.path, e.xattrs.size(), xattr_bytes);
-    if (!comps.empty() && (comps.back().starts_with(whiteout_prefix) || e.type == EntryType::whiteout)) {
+    if (!comps.empty() &&
+        (comps.back().starts_with(whiteout_prefix) || e.type == EntryType::whiteout)) {
         apply_whiteout(e, comps, out);
         return;
     }
@@ -453,8 +463,8 @@ void UnpackRules::apply(Entry e, std::vector<Entry>& out) {
     e.gid = 0;
     e.dev_major = e.dev_minor = 0;
     std::erase_if(e.xattrs, [&](const Xattr& x) {
-        const bool drop = !opts_.keep_xattrs || !x.name.starts_with("user.")
-                          || x.name.starts_with(overlay_xattr_prefix);
+        const bool drop = !opts_.keep_xattrs || !x.name.starts_with("user.") ||
+                          x.name.starts_with(overlay_xattr_prefix);
         stats_.xattrs_dropped += drop ? 1 : 0;
         return drop;
     });
@@ -528,14 +538,18 @@ void UnpackRules::init_image(std::vector<Entry>& out, std::int64_t mtime) {
     // These names are the image's own, never under a tarbomb's wrapper.
     struct Flag {
         bool& f;
+
         explicit Flag(bool& flag)
             : f(flag) {
             f = true;
         }
+
         ~Flag() { f = false; }
+
         Flag(const Flag&) = delete;
         Flag& operator=(const Flag&) = delete;
     } flag(initialising_);
+
     auto make = [&](const std::string& path, EntryType type) {
         if (exists_nofollow(path))
             return;

@@ -51,7 +51,8 @@ void check_xattr_limits(std::string_view entry, std::size_t count, std::size_t b
 // What unpack_init (Charliecloud's name) creates when it is missing, so that
 // ch-run can bind its default mounts: these directories, mnt/0 to mnt/9,
 // ch/, and empty etc/hosts and etc/resolv.conf.
-inline constexpr const char* init_dirs[] = {"bin", "dev", "etc", "mnt", "proc", "sys", "tmp", "usr"};
+inline constexpr const char* init_dirs[] = {"bin",  "dev", "etc", "mnt",
+                                            "proc", "sys", "tmp", "usr"};
 
 struct UnpackOptions {
     bool keep_xattrs = true; // keep user.* extended attributes (others are always dropped)
@@ -133,6 +134,7 @@ public:
     void init_image(std::vector<Entry>& out, std::int64_t mtime);
 
     const UnpackStats& stats() const { return stats_; }
+
     // Lines the user should see as warnings once the stream is done.
     std::vector<std::string> warnings() const;
 

@@ -15,11 +15,11 @@
 // so this runs at most for the rare stream written with a CRC-64 check, and
 // speed does not matter. test/unit/image/xz_crc64_test.cc checks it against
 // values from `xz -C crc64`.
-#include <lzma.h>
-
 #include <array>
 #include <cstddef>
 #include <cstdint>
+
+#include <lzma.h>
 
 namespace {
 

@@ -7,6 +7,9 @@
 // destinations are resolved inside the new root (util/fd.cc).
 #include "run/apply.hh"
 
+#include <cerrno>
+#include <cstring>
+
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
@@ -18,9 +21,6 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include "storage/layout.hh"
 #include "util/error.hh"
@@ -34,7 +34,8 @@ namespace {
 void write_proc_self(const char* file, const std::string& content) {
     const Fd fd = open_at(AT_FDCWD, cat("/proc/self/", file), O_WRONLY);
     if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size()))
-        throw_errno("can't write /proc/self/", file, " (", content.substr(0, content.size() - 1), ")");
+        throw_errno("can't write /proc/self/", file, " (", content.substr(0, content.size() - 1),
+                    ")");
 }
 
 void bind_mount(const std::string& src_proc, const std::string& dst_proc, const std::string& src,
@@ -48,11 +49,12 @@ void bind_mount(const std::string& src_proc, const std::string& dst_proc, const 
 // a remount tries to clear one.
 unsigned long locked_flags(int fd) {
     struct statvfs sv {};
+
     if (::fstatvfs(fd, &sv) != 0)
         throw_errno("can't statvfs the image");
     unsigned long flags = 0;
     const std::pair<unsigned long, unsigned long> map[] = {
-        {ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV},         {ST_NOEXEC, MS_NOEXEC},
+        {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},           {ST_NOEXEC, MS_NOEXEC},
         {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
     };
     for (const auto& [st, ms] : map)
@@ -67,13 +69,17 @@ unsigned long locked_flags(int fd) {
 // overlay's upper and work directories. It disappears with the namespace.
 Fd mount_scratch(const Plan& plan, const Fd& image_fd) {
     const std::string opts = cat("mode=0700,size=", plan.overlay_size.value_or("8m"));
-    if (::mount("tmpfs", image_fd.proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
+    if (::mount("tmpfs", image_fd.proc_path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                opts.c_str()) != 0)
         throw_errno("can't mount tmpfs for ch-run's scratch space (", opts, ")");
     // The path walk, unlike the magic link, goes through the new mount. What
     // it finds must be that mount: a tmpfs of our own, on top of the image.
     Fd scratch = open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
+
     struct statfs sf {};
+
     struct stat st {};
+
     if (::fstatfs(scratch.get(), &sf) != 0 || sf.f_type != TMPFS_MAGIC ||
         ::fstat(scratch.get(), &st) != 0 || st.st_uid != plan.uid.inside ||
         mount_id(scratch.get()) == mount_id(image_fd.get()))
@@ -87,7 +93,9 @@ Fd mount_scratch(const Plan& plan, const Fd& image_fd) {
     return scratch;
 }
 
-Fd open_dir_at(const Fd& dir, const char* name) { return open_at(dir.get(), name, O_PATH | O_DIRECTORY); }
+Fd open_dir_at(const Fd& dir, const char* name) {
+    return open_at(dir.get(), name, O_PATH | O_DIRECTORY);
+}
 
 // The image becomes scratch/root: a bind (read-only unless -w), or with -W an
 // overlay whose writes go to the tmpfs. Returns the new root.
@@ -111,8 +119,9 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
         // upper layer and turns ENOSPC into EIO. Paths go through
         // /proc/self/fd: the image path may hold ',' or ':', which the option
         // parser would split on.
-        const std::string opts = cat("lowerdir=", lower.proc_path(), ",upperdir=", upper.proc_path(),
-                                     ",workdir=", work.proc_path(), ",userxattr");
+        const std::string opts =
+            cat("lowerdir=", lower.proc_path(), ",upperdir=", upper.proc_path(),
+                ",workdir=", work.proc_path(), ",userxattr");
         if (::mount("overlay", mp.proc_path().c_str(), "overlay", 0, opts.c_str()) != 0)
             throw_errno("can't mount overlayfs for -W on ", plan.image.string(),
                         " (run ch-checkns to see if this kernel allows it)");
@@ -175,7 +184,8 @@ std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool 
             throw Error(cat(what, ": ", e.what(), " (ch-run creates nothing outside the image)"));
         }
     }
-    fail(what, ": destination ", dst.string(), " not found in the image (the image is read-only; "
+    fail(what, ": destination ", dst.string(),
+         " not found in the image (the image is read-only; "
          "-W creates missing destinations in a writable overlay)");
 }
 
@@ -217,7 +227,9 @@ public:
                 return note_skip(b.dst, err, cat("source ", b.src.string()));
             throw_errno(what);
         }
+
         struct stat st {};
+
         if (::fstat(src.get(), &st) != 0)
             throw_errno(what);
         const auto dst = find_dst(root_, b.dst, b.need, !S_ISDIR(st.st_mode), what);
@@ -369,7 +381,9 @@ void drop_privileges() {
     }
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
         throw_errno("can't clear ambient capabilities");
+
     struct __user_cap_header_struct hdr {};
+
     hdr.version = _LINUX_CAPABILITY_VERSION_3;
     struct __user_cap_data_struct data[2] = {};
     if (::syscall(SYS_capset, &hdr, data) != 0)

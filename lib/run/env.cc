@@ -2,16 +2,17 @@
 // whole $NAME items) are Charliecloud's, kept so job scripts behave the same.
 #include "run/env.hh"
 
-#include <fnmatch.h>
-
 #include <algorithm>
+
+#include <fnmatch.h>
 
 #include "util/error.hh"
 #include "util/log.hh"
 
 namespace ch::run {
 
-std::pair<std::string, std::string> parse_env_assignment(std::string_view s, std::string_view what) {
+std::pair<std::string, std::string> parse_env_assignment(std::string_view s,
+                                                         std::string_view what) {
     const std::size_t eq = s.find('=');
     if (eq == std::string_view::npos)
         fail("can't parse ", what, ": no '=' in ", printable(s));
@@ -30,7 +31,8 @@ EnvVars parse_env_text(std::string_view text, char sep, std::string_view what) {
         line++;
         if (rec.empty())
             continue;
-        out.push_back(parse_env_assignment(rec, cat(what, sep == '\n' ? " line " : " record ", line)));
+        out.push_back(
+            parse_env_assignment(rec, cat(what, sep == '\n' ? " line " : " record ", line)));
     }
     return out;
 }

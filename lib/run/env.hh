@@ -25,8 +25,8 @@ std::pair<std::string, std::string> parse_env_assignment(std::string_view s, std
 std::string expand_value(std::string_view value, const EnvVars& env);
 
 struct EnvInputs {
-    std::string home;                // what HOME becomes
-    std::vector<EnvDelta> deltas;    // image_file deltas already turned into set deltas
+    std::string home;             // what HOME becomes
+    std::vector<EnvDelta> deltas; // image_file deltas already turned into set deltas
     bool no_expand = false;
 };
 

@@ -3,13 +3,13 @@
 // exit status are the command's own.
 #include "run/exec.hh"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "run/apply.hh"
 #include "run/env.hh"
@@ -26,7 +26,9 @@ std::string read_image_file(const fs::path& path, std::size_t max_bytes) {
     const Fd fd = try_open_at(AT_FDCWD, path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (!fd)
         throw_errno(what);
+
     struct stat st {};
+
     if (::fstat(fd.get(), &st) != 0)
         throw_errno(what);
     if (!S_ISREG(st.st_mode))
@@ -109,7 +111,9 @@ std::vector<EnvDelta> resolve_image_env(const std::vector<EnvDelta>& deltas) {
 
 void enter_command(const RunOptions& opts, const Plan& plan) {
     EnvInputs in;
+
     struct stat st {};
+
     const char* user = std::getenv("USER");
     in.home = opts.home ? cat("/home/", user == nullptr ? "" : user)
                         : (::stat("/root", &st) == 0 ? "/root" : "/");

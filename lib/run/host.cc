@@ -2,12 +2,12 @@
 // per MPI rank.
 #include "run/host.hh"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
-
-#include <cstdio>
-#include <cstdlib>
 
 #include "util/error.hh"
 

@@ -3,13 +3,13 @@
 // private_tmp), so one grep finds an option everywhere.
 #pragma once
 
-#include <sys/types.h>
-
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace ch::run {
 

@@ -2,9 +2,9 @@
 // container knows the invoking user's name whatever the image contains.
 #pragma once
 
-#include <sys/types.h>
-
 #include <string>
+
+#include <sys/types.h>
 
 namespace ch::run {
 
@@ -14,7 +14,7 @@ struct Account {
     std::string user;  // $USER
     std::string group; // host group name of gid, or the user name
     std::string gecos;
-    std::string home;  // inside the container
+    std::string home; // inside the container
 };
 
 std::string make_passwd(const Account& a);

@@ -47,8 +47,8 @@ fs::path check_bind_dst(const BindSpec& b) {
         else if (!c.empty() && c != ".")
             depth++;
         if (depth < 0)
-            throw UsageError(cat("can't bind ", b.src.string(), " to ", dst,
-                                 ": destination escapes the image"));
+            throw UsageError(
+                cat("can't bind ", b.src.string(), " to ", dst, ": destination escapes the image"));
     }
     const std::string norm = normalize_abs(dst);
     if (norm == "/")
@@ -80,8 +80,9 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
     const Need need_dst = p.writable_root() ? Need::make_dst : Need::required;
 
     if (!opts.no_passwd) {
-        Account acct{p.uid.inside, p.gid.inside, host.user,
-                     host.group_name.empty() ? host.user : host.group_name, host.gecos, home_dst};
+        Account acct{p.uid.inside, p.gid.inside,
+                     host.user,    host.group_name.empty() ? host.user : host.group_name,
+                     host.gecos,   home_dst};
         p.steps.emplace_back(WriteFile{"/etc/passwd", make_passwd(acct), need_dst});
         p.steps.emplace_back(WriteFile{"/etc/group", make_group(acct), need_dst});
     }
@@ -96,8 +97,8 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
         p.steps.emplace_back(Bind{host.tmpdir, "/tmp", need_dst});
 
     if (opts.home)
-        p.steps.emplace_back(Bind{*host.home, home_dst, p.writable_root() ? Need::make_dst
-                                                                          : Need::required});
+        p.steps.emplace_back(
+            Bind{*host.home, home_dst, p.writable_root() ? Need::make_dst : Need::required});
 
     for (const auto& b : opts.bind)
         p.steps.emplace_back(Bind{b.src, check_bind_dst(b), need_dst});
@@ -138,7 +139,8 @@ std::string describe(const Step& s) {
         [](const auto& st) -> std::string {
             using T = std::decay_t<decltype(st)>;
             if constexpr (std::is_same_v<T, Bind>)
-                return cat("bind ", st.src.string(), " -> ", st.dst.string(), " (", need_name(st.need), ")");
+                return cat("bind ", st.src.string(), " -> ", st.dst.string(), " (",
+                           need_name(st.need), ")");
             else if constexpr (std::is_same_v<T, Tmpfs>)
                 return cat("tmpfs -> ", st.dst.string(), " (", st.options, ")");
             else if constexpr (std::is_same_v<T, WriteFile>)

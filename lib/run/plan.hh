@@ -3,14 +3,14 @@
 // out step by step. -vv prints the plan before it is applied.
 #pragma once
 
-#include <sys/types.h>
-
 #include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "run/options.hh"
 
@@ -78,6 +78,7 @@ struct Plan {
     std::optional<std::string> overlay_size; // -W: tmpfs size for the overlay's upper layer
     std::vector<Step> steps;                 // after the root exists, in order
     std::string cwd = "/";
+
     bool writable_root() const { return write || overlay_size.has_value(); }
 };
 
@@ -99,6 +100,7 @@ struct DefaultBind {
     const char* path;
     bool required;
 };
+
 const std::vector<DefaultBind>& default_binds();
 
 // Steps come in this order: generated files, SealScratch, default binds,

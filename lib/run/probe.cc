@@ -2,6 +2,10 @@
 // mounts, but only in forked children that exit right away.
 #include "run/probe.hh"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -10,10 +14,6 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 
 #include "run/apply.hh"
 #include "util/child.hh"
@@ -83,7 +83,8 @@ std::optional<std::string> probe_user_namespaces() {
 std::optional<std::string> explain_userns_failure(const UsernsSysctls& s) {
     if (!s.is_root && s.unprivileged_userns_clone == "0")
         return "user namespaces are disabled for unprivileged users (sysctl "
-               "kernel.unprivileged_userns_clone = 0; fix: sysctl -w kernel.unprivileged_userns_clone=1)";
+               "kernel.unprivileged_userns_clone = 0; fix: sysctl -w "
+               "kernel.unprivileged_userns_clone=1)";
     if (s.max_user_namespaces == "0")
         return "user namespaces are disabled (sysctl user.max_user_namespaces = 0; "
                "fix: sysctl -w user.max_user_namespaces=65536)";
@@ -104,7 +105,8 @@ std::optional<std::string> probe_overlayfs() {
     });
     if (!err)
         return std::nullopt;
-    return *err + " (unprivileged overlayfs needs Linux 5.11 or later; ch-run -W and --home need it)";
+    return *err +
+           " (unprivileged overlayfs needs Linux 5.11 or later; ch-run -W and --home need it)";
 }
 
 std::optional<std::string> probe_tmpfs_xattrs() {
@@ -121,6 +123,7 @@ std::optional<std::string> probe_tmpfs_xattrs() {
 
 std::optional<std::string> fuse_device_problem() {
     struct stat st {};
+
     if (::stat("/dev/fuse", &st) != 0)
         return "/dev/fuse is missing (fix, as root: modprobe fuse)";
     if (!S_ISCHR(st.st_mode))
@@ -146,8 +149,10 @@ std::optional<std::string> probe_fuse() {
         // FUSE wants the descriptor opened inside the user namespace that
         // mounts it (fuse_fill_super compares the opener's credentials).
         const Fd dev = open_at(AT_FDCWD, "/dev/fuse", O_RDWR);
-        const std::string opts = cat("fd=", dev.get(), ",rootmode=40000,user_id=", uid, ",group_id=", gid);
-        if (::mount("ch-checkns", "/tmp", "fuse", MS_NOSUID | MS_NODEV | MS_RDONLY, opts.c_str()) != 0)
+        const std::string opts =
+            cat("fd=", dev.get(), ",rootmode=40000,user_id=", uid, ",group_id=", gid);
+        if (::mount("ch-checkns", "/tmp", "fuse", MS_NOSUID | MS_NODEV | MS_RDONLY, opts.c_str()) !=
+            0)
             throw_errno("can't mount FUSE in a user namespace");
         ::umount2("/tmp", MNT_DETACH);
     });

@@ -11,7 +11,7 @@
 namespace ch::run {
 
 struct Check {
-    std::string name;   // what ch-run uses it for
+    std::string name; // what ch-run uses it for
     bool ok = false;
     std::string detail; // why not, and the fix
 };
@@ -23,10 +23,12 @@ std::vector<Check> check_kernel();
 // ("" when absent), and what they say about a failure.
 struct UsernsSysctls {
     bool is_root = false;
-    std::string unprivileged_userns_clone;        // kernel.unprivileged_userns_clone (Debian <= 10)
-    std::string max_user_namespaces;              // user.max_user_namespaces
-    std::string apparmor_restrict_unprivileged;   // kernel.apparmor_restrict_unprivileged_userns (Ubuntu)
+    std::string unprivileged_userns_clone; // kernel.unprivileged_userns_clone (Debian <= 10)
+    std::string max_user_namespaces;       // user.max_user_namespaces
+    std::string
+        apparmor_restrict_unprivileged; // kernel.apparmor_restrict_unprivileged_userns (Ubuntu)
 };
+
 std::optional<std::string> explain_userns_failure(const UsernsSysctls& s);
 
 // nullopt if it works, else why not.

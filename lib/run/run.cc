@@ -55,7 +55,9 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
         return;
     }
     const std::string what = cat("can't mount ", image.string(), " on ", opts.mount->string());
+
     struct stat st {};
+
     if (::stat(opts.mount->c_str(), &st) != 0)
         throw_errno_code(Exit::squash, what);
     if (!S_ISDIR(st.st_mode))
@@ -75,7 +77,9 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
     if (auto problem = fuse_device_problem())
         throw Error(cat("can't mount ", img.ref, ": ", *problem), Exit::squash);
     // --home asks the image whether /home/$USER exists: the file answers.
-    auto image_has = [&file](const fs::path& p) { return file.has(p.string()); };
+    auto image_has = [&file](const fs::path& p) {
+        return file.has(p.string());
+    };
     const Plan plan = make_squash_plan(opts, img.path, storage, probe_host(image_has));
     check_mount_dir(opts, storage, img.ref);
     debug_plan(plan);
@@ -93,7 +97,8 @@ void run(const RunOptions& opts) {
     const image::Image img = image::resolve_image(opts.image_ref, storage.path, opts.unsafe);
     log::verbose("image: ", img.path.string(), " (", image::kind_name(img.kind), ")");
     if (img.kind == image::Kind::name && opts.write && !opts.unsafe)
-        fail("can't run ", img.ref, " with --write: images in storage are run read-only "
+        fail("can't run ", img.ref,
+             " with --write: images in storage are run read-only "
              "(use -W for a throw-away writable layer)");
     if (img.kind == image::Kind::squash) {
         run_squash(opts, img, storage.path);

@@ -4,15 +4,15 @@
 // itself is in apply.cc.
 #include "run/squash.hh"
 
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <csignal>
-#include <cstring>
 
 #include "run/apply.hh"
 #include "util/error.hh"
@@ -38,6 +38,7 @@ struct FdMessage {
         msg.msg_control = control;
         msg.msg_controllen = sizeof control;
     }
+
     FdMessage(const FdMessage&) = delete; // msg points into the object
     FdMessage& operator=(const FdMessage&) = delete;
 };
@@ -114,7 +115,9 @@ void detach_stdio() {
             drop_privileges();
         else if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
             throw_errno("can't set no_new_privs");
-        const auto receive = [&] { return receive_fd(sock.get()); };
+        const auto receive = [&] {
+            return receive_fd(sock.get());
+        };
         image::serve(file, receive, opts, [&](const std::string& error) {
             const std::string reply = error.empty() ? std::string(ready_word) : error;
             if (::send(sock.get(), reply.data(), reply.size(), MSG_NOSIGNAL) < 0)

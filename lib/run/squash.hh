@@ -12,9 +12,9 @@
 //    ch-run becomes, and which must not find a stray child), nor a zombie.
 #pragma once
 
-#include <sys/types.h>
-
 #include <filesystem>
+
+#include <sys/types.h>
 
 #include "image/squash_serve.hh"
 #include "util/fd.hh"
@@ -47,6 +47,7 @@ private:
     SquashServer(Fd sock, fs::path image)
         : sock_(std::move(sock))
         , image_(std::move(image)) {}
+
     Fd sock_;
     fs::path image_;
 };

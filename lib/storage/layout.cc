@@ -1,13 +1,13 @@
 // layout.cc: see layout.hh.
 #include "storage/layout.hh"
 
-#include <fcntl.h>
-#include <pwd.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include "util/error.hh"
 
@@ -77,13 +77,17 @@ std::string image_dirname(std::string_view ref) {
     return ref_to_dirname(ref);
 }
 
-fs::path images_dir(const fs::path& storage) { return storage / "img"; }
+fs::path images_dir(const fs::path& storage) {
+    return storage / "img";
+}
 
 fs::path image_dir(const fs::path& storage, std::string_view ref) {
     return images_dir(storage) / image_dirname(ref);
 }
 
-fs::path mount_dir(const fs::path& storage) { return storage / "mnt"; }
+fs::path mount_dir(const fs::path& storage) {
+    return storage / "mnt";
+}
 
 namespace {
 
@@ -118,8 +122,7 @@ std::optional<std::pair<std::string, std::string>> classify(const struct stat& s
         return std::pair<std::string, std::string>{"is not a directory", "type"};
     if (st.st_uid != uid)
         return std::pair<std::string, std::string>{
-            cat("is owned by ", user_name(st.st_uid), ", not by you (uid ", uid, ")"),
-            "owner"};
+            cat("is owned by ", user_name(st.st_uid), ", not by you (uid ", uid, ")"), "owner"};
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
         return std::pair<std::string, std::string>{
             (st.st_mode & S_IWOTH) != 0 ? "is writable by others" : "is writable by its group",
@@ -153,6 +156,7 @@ std::optional<std::string> trust_problem(const struct stat& st, uid_t uid) {
 
 bool check_trusted(const fs::path& path, uid_t uid, std::string_view what) {
     struct stat st {};
+
     if (::lstat(path.c_str(), &st) != 0) {
         if (errno == ENOENT)
             return false;
@@ -173,7 +177,9 @@ std::optional<fs::path> find_image(const fs::path& storage, std::string_view ref
     if (!check_trusted(img, uid, "storage directory"))
         return std::nullopt;
     const fs::path dir = img / ref_to_dirname(ref);
+
     struct stat st {};
+
     if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
         return dir;
     return std::nullopt;
@@ -200,7 +206,9 @@ Fd open_trusted_dir(int dirfd, const fs::path& name, const fs::path& shown, uid_
     Fd fd = try_open_at(dirfd, name, O_PATH | O_NOFOLLOW);
     if (!fd)
         throw_errno("can't use storage directory ", shown.string());
+
     struct stat st {};
+
     if (::fstat(fd.get(), &st) != 0)
         throw_errno("can't use storage directory ", shown.string());
     if (classify(st, uid))

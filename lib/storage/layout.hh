@@ -6,13 +6,13 @@
 // lives in /var/tmp, where any user can plant a directory first.
 #pragma once
 
-#include <sys/stat.h>
-#include <sys/types.h>
-
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include "util/fd.hh"
 
@@ -26,6 +26,7 @@ struct StorageDir {
     fs::path path;
     std::string source; // "-s", "$CH_IMAGE_STORAGE", "default"
 };
+
 StorageDir storage_dir(const std::optional<fs::path>& option);
 
 // "debian:12" -> "debian+12", "a/b" -> "a%b".

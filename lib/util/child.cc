@@ -1,14 +1,14 @@
 // child.cc: see child.hh.
 #include "util/child.hh"
 
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <exception>
 
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -62,7 +62,8 @@ std::optional<std::string> run_in_child(const std::function<void()>& body) {
     if (!msg.empty())
         return msg;
     if (WIFSIGNALED(st))
-        return cat("child process killed by signal ", WTERMSIG(st), " (", ::strsignal(WTERMSIG(st)), ")");
+        return cat("child process killed by signal ", WTERMSIG(st), " (", ::strsignal(WTERMSIG(st)),
+                   ")");
     return cat("child process exited with status ", WEXITSTATUS(st));
 }
 

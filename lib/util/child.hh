@@ -4,11 +4,11 @@
 // over a pipe, and ends with _exit.
 #pragma once
 
-#include <sys/types.h>
-
 #include <functional>
 #include <optional>
 #include <string>
+
+#include <sys/types.h>
 
 namespace ch {
 

@@ -9,7 +9,9 @@ Error::Error(std::string msg, Exit code)
     : msg_(std::move(msg))
     , code_(code) {}
 
-void Error::add_context(std::string_view prefix) { msg_ = cat(prefix, ": ", msg_); }
+void Error::add_context(std::string_view prefix) {
+    msg_ = cat(prefix, ": ", msg_);
+}
 
 SysError::SysError(int err, std::string_view msg, Exit code)
     : Error(cat(msg, ": ", std::strerror(err)), code)

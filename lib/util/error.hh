@@ -18,10 +18,14 @@ enum class Exit : int { misc = 31, cmd = 49, usage = 64, squash = 84 };
 class Error : public std::exception {
 public:
     explicit Error(std::string msg, Exit code = Exit::misc);
+
     const char* what() const noexcept override { return msg_.c_str(); }
+
     // "prefix: old message"
     void add_context(std::string_view prefix);
+
     Exit exit_code() const noexcept { return code_; }
+
     void set_exit_code(Exit code) noexcept { code_ = code; }
 
 private:
@@ -33,6 +37,7 @@ private:
 class SysError : public Error {
 public:
     SysError(int err, std::string_view msg, Exit code = Exit::misc);
+
     int err() const noexcept { return err_; }
 
 private:
@@ -42,7 +47,8 @@ private:
 // Bad command line: bin/ adds a hint to --help and exits 64.
 class UsageError : public Error {
 public:
-    explicit UsageError(std::string msg) : Error(std::move(msg), Exit::usage) {}
+    explicit UsageError(std::string msg)
+        : Error(std::move(msg), Exit::usage) {}
 };
 
 // errno is read first: argument evaluation order is unspecified, and building

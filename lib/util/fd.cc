@@ -3,17 +3,17 @@
 // never follows a link without re-rooting it.
 #include "util/fd.hh"
 
+#include <algorithm>
+#include <cerrno>
+#include <deque>
+#include <vector>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <deque>
-#include <vector>
 
 #include "util/error.hh"
 
@@ -25,7 +25,9 @@ void Fd::reset(int fd) noexcept {
     fd_ = fd;
 }
 
-std::string Fd::proc_path() const { return cat("/proc/self/fd/", fd_); }
+std::string Fd::proc_path() const {
+    return cat("/proc/self/fd/", fd_);
+}
 
 Fd try_open_at(int dirfd, const fs::path& path, int flags, mode_t mode) {
     return Fd(::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode));
@@ -157,7 +159,9 @@ Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool 
     // names[i] is stack[i]'s name, for messages.
     std::vector<Fd> stack;
     std::vector<std::string> names;
-    auto current = [&]() { return stack.empty() ? rootfd : stack.back().get(); };
+    auto current = [&]() {
+        return stack.empty() ? rootfd : stack.back().get();
+    };
     std::deque<std::string> todo = components(path);
     int links = 0;
     while (!todo.empty()) {
@@ -197,7 +201,9 @@ Fd walk(int rootfd, std::string_view path, FollowLast follow, bool create, bool 
         }
         if (!next)
             return Fd();
+
         struct stat st {};
+
         if (::fstat(next.get(), &st) != 0)
             return Fd();
         if (S_ISLNK(st.st_mode) && (!last || follow == FollowLast::yes)) {
@@ -240,6 +246,7 @@ Fd resolve_in_root(int rootfd, std::string_view path, FollowLast follow) {
     static bool have_openat2 = true;
     if (have_openat2) {
         struct open_how how {};
+
         how.flags = O_PATH | O_CLOEXEC | (follow == FollowLast::no ? O_NOFOLLOW : 0);
         how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
         const std::string rel = path.empty() ? std::string(".") : std::string(path);
@@ -285,6 +292,7 @@ std::optional<std::uint64_t> mount_id(int fd) {
     static bool have_statx_mnt_id = true;
     if (have_statx_mnt_id) {
         struct statx stx {};
+
         // AT_STATX_DONT_SYNC: on FUSE, no round trip to the server for attributes not asked for.
         if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_MNT_ID,
                     &stx) == 0 &&

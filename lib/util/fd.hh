@@ -3,8 +3,6 @@
 // destructor runs, so anything inheritable would leak into the container.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -14,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include <sys/types.h>
+
 namespace ch {
 
 namespace fs = std::filesystem;
@@ -21,18 +21,29 @@ namespace fs = std::filesystem;
 class Fd {
 public:
     Fd() = default;
-    explicit Fd(int fd) noexcept : fd_(fd) {}
+
+    explicit Fd(int fd) noexcept
+        : fd_(fd) {}
+
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+    Fd(Fd&& other) noexcept
+        : fd_(std::exchange(other.fd_, -1)) {}
+
     Fd& operator=(Fd&& other) noexcept {
         reset(std::exchange(other.fd_, -1));
         return *this;
     }
+
     ~Fd() { reset(); }
+
     int get() const noexcept { return fd_; }
+
     explicit operator bool() const noexcept { return fd_ >= 0; }
+
     int release() noexcept { return std::exchange(fd_, -1); }
+
     // close(2) once; Linux releases the descriptor even when close fails with
     // EINTR, so retrying could close someone else's.
     void reset(int fd = -1) noexcept;

@@ -1,10 +1,10 @@
 // log.cc: see log.hh. One process-wide level, set once by bin/.
 #include "util/log.hh"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <vector>
+
+#include <unistd.h>
 
 namespace ch::log {
 
@@ -42,9 +42,13 @@ void init(std::string_view program, int verbosity) {
     level_ = verbosity;
 }
 
-int verbosity() noexcept { return level_; }
+int verbosity() noexcept {
+    return level_;
+}
 
-const std::string& program() noexcept { return program_; }
+const std::string& program() noexcept {
+    return program_;
+}
 
 void emit(Level l, const std::string& msg) {
     std::string line = prefix();
@@ -71,6 +75,8 @@ void reprint_warnings() {
     warnings_.clear();
 }
 
-bool progress_enabled() noexcept { return level_ >= 0 && ::isatty(STDERR_FILENO) == 1; }
+bool progress_enabled() noexcept {
+    return level_ >= 0 && ::isatty(STDERR_FILENO) == 1;
+}
 
 } // namespace ch::log

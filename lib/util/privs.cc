@@ -12,7 +12,8 @@ namespace ch {
 
 void refuse_setuid() {
     if (::getauxval(AT_SECURE) != 0)
-        fail("refusing to run setuid, setgid or with file capabilities: this tool needs no privilege; "
+        fail("refusing to run setuid, setgid or with file capabilities: this tool needs no "
+             "privilege; "
              "remove them (chmod u-s,g-s; setcap -r)");
     uid_t ruid = 0, euid = 0, suid = 0;
     gid_t rgid = 0, egid = 0, sgid = 0;

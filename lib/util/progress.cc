@@ -1,9 +1,9 @@
 // progress.cc: see progress.hh.
 #include "util/progress.hh"
 
-#include <unistd.h>
-
 #include <cstdio>
+
+#include <unistd.h>
 
 #include "util/log.hh"
 #include "util/strings.hh"
@@ -42,7 +42,9 @@ Progress::Progress(std::string label)
     , enabled_(log::progress_enabled())
     , next_draw_(std::chrono::steady_clock::now() + redraw_every) {}
 
-Progress::~Progress() { clear(); }
+Progress::~Progress() {
+    clear();
+}
 
 void Progress::update(std::uint64_t entries, std::uint64_t bytes) {
     if (!enabled_)
@@ -52,7 +54,8 @@ void Progress::update(std::uint64_t entries, std::uint64_t bytes) {
         return;
     next_draw_ = now + redraw_every;
     // \r and "erase to end of line" redraw in place.
-    put(cat("\r\x1b[K", log::program(), ": ", label_, ": ", entries, " entries, ", human_bytes(bytes)));
+    put(cat("\r\x1b[K", log::program(), ": ", label_, ": ", entries, " entries, ",
+            human_bytes(bytes)));
     drawn_ = true;
 }
 

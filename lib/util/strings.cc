@@ -105,9 +105,13 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
     return out;
 }
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
+bool starts_with(std::string_view s, std::string_view prefix) {
+    return s.starts_with(prefix);
+}
 
-bool ends_with(std::string_view s, std::string_view suffix) { return s.ends_with(suffix); }
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.ends_with(suffix);
+}
 
 bool parse_uint(std::string_view s, unsigned long long max, unsigned long long& out) {
     if (s.empty() || s.size() > 20)

@@ -15,11 +15,26 @@ namespace ch {
 namespace detail {
 // Appends without iostreams: the first ostringstream of a process pays for
 // libstdc++'s locale set-up, which is measurable in ch-run's start-up.
-inline void cat_one(std::string& out, const std::string& s) { out += s; }
-inline void cat_one(std::string& out, std::string_view s) { out += s; }
-inline void cat_one(std::string& out, const char* s) { out += s; }
-inline void cat_one(std::string& out, char c) { out += c; }
-inline void cat_one(std::string& out, const std::filesystem::path& p) { out += p.string(); }
+inline void cat_one(std::string& out, const std::string& s) {
+    out += s;
+}
+
+inline void cat_one(std::string& out, std::string_view s) {
+    out += s;
+}
+
+inline void cat_one(std::string& out, const char* s) {
+    out += s;
+}
+
+inline void cat_one(std::string& out, char c) {
+    out += c;
+}
+
+inline void cat_one(std::string& out, const std::filesystem::path& p) {
+    out += p.string();
+}
+
 template <typename T>
 void cat_one(std::string& out, const T& part) {
     if constexpr (std::is_integral_v<T>) {

@@ -32,12 +32,12 @@
 
 enum kind { text, record, random_bytes, base64ish };
 
-static const char *const kind_ext[] = {"txt", "dat", "bin", "dat"};
+static const char* const kind_ext[] = {"txt", "dat", "bin", "dat"};
 
 static unsigned long long files_written, bytes_written;
 
 /* splitmix64: small, fast, and the same everywhere. */
-static uint64_t next(uint64_t *s) {
+static uint64_t next(uint64_t* s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -49,7 +49,7 @@ static uint64_t file_seed(uint64_t seed, uint64_t n, uint64_t salt) {
     return next(&s);
 }
 
-static void die(const char *what, const char *path) {
+static void die(const char* what, const char* path) {
     fprintf(stderr, "mkfiles: can't %s %s: %s\n", what, path, strerror(errno));
     exit(1);
 }
@@ -68,7 +68,7 @@ static void make_vocab(uint64_t seed) {
 }
 
 /* Fill buf[0..len) with content of kind k from state s. */
-static void fill(char *buf, size_t len, enum kind k, uint64_t *s) {
+static void fill(char* buf, size_t len, enum kind k, uint64_t* s) {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t i = 0;
     switch (k) {
@@ -76,8 +76,8 @@ static void fill(char *buf, size_t len, enum kind k, uint64_t *s) {
         while (i < len) {
             const uint64_t r = next(s);
             /* A few words are common, as in real text. */
-            const char *w = vocab[(r & 1) ? (r >> 8) % 64 : (r >> 8) % 4096];
-            for (const char *p = w; *p != '\0' && i < len; p++)
+            const char* w = vocab[(r & 1) ? (r >> 8) % 64 : (r >> 8) % 4096];
+            for (const char* p = w; *p != '\0' && i < len; p++)
                 buf[i++] = *p;
             if (i < len)
                 buf[i++] = (r >> 40) % 12 == 0 ? '\n' : ' ';
@@ -109,7 +109,7 @@ static void fill(char *buf, size_t len, enum kind k, uint64_t *s) {
     }
 }
 
-static void write_file(const char *path, size_t size, enum kind k, mode_t mode, uint64_t s) {
+static void write_file(const char* path, size_t size, enum kind k, mode_t mode, uint64_t s) {
     static char buf[1 << 16];
     const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
@@ -142,8 +142,8 @@ static enum kind pick_kind(uint64_t r) {
     return p < 5 ? text : p < 8 ? record : random_bytes;
 }
 
-static unsigned long long parse(const char *s, const char *what) {
-    char *end = NULL;
+static unsigned long long parse(const char* s, const char* what) {
+    char* end = NULL;
     errno = 0;
     const unsigned long long v = strtoull(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0') {
@@ -153,12 +153,12 @@ static unsigned long long parse(const char *s, const char *what) {
     return v;
 }
 
-static void make_dir(const char *path) {
+static void make_dir(const char* path) {
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         die("create directory", path);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: mkfiles small DIR SEED COUNT MIN MAX\n"
                         "       mkfiles large DIR SEED TOTAL MIN MAX\n"
@@ -174,7 +174,8 @@ int main(int argc, char **argv) {
     } else if ((strcmp(mode, "small") == 0 || strcmp(mode, "large") == 0) && argc == 7) {
         const int small = mode[0] == 's';
         const unsigned long long amount = parse(argv[4], small ? "count" : "total");
-        const unsigned long long lo = parse(argv[5], "minimum size"), hi = parse(argv[6], "maximum size");
+        const unsigned long long lo = parse(argv[5], "minimum size"),
+                                 hi = parse(argv[6], "maximum size");
         if (lo == 0 || hi < lo) {
             fprintf(stderr, "mkfiles: bad size range %llu..%llu\n", lo, hi);
             return 2;
@@ -191,13 +192,14 @@ int main(int argc, char **argv) {
                 snprintf(path, sizeof path, "%s/s%03llu", dir, (unsigned long long)(n / 100));
                 if (n % 100 == 0)
                     make_dir(path);
-                snprintf(path, sizeof path, "%s/s%03llu/f%05llu.%s", dir, (unsigned long long)(n / 100),
-                         (unsigned long long)n, kind_ext[k]);
+                snprintf(path, sizeof path, "%s/s%03llu/f%05llu.%s", dir,
+                         (unsigned long long)(n / 100), (unsigned long long)n, kind_ext[k]);
             } else {
                 if (size > left || left - size < lo)
                     size = left; /* the last file takes the rest */
                 left -= size;
-                snprintf(path, sizeof path, "%s/l%04llu.%s", dir, (unsigned long long)n, kind_ext[k]);
+                snprintf(path, sizeof path, "%s/l%04llu.%s", dir, (unsigned long long)n,
+                         kind_ext[k]);
             }
             write_file(path, (size_t)size, k, m, s);
         }

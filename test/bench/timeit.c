@@ -41,15 +41,15 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+extern char** environ;
 
 struct command {
-    const char *name;
-    char **argv; /* NULL-terminated, points into main's argv */
+    const char* name;
+    char** argv; /* NULL-terminated, points into main's argv */
 };
 
-static long parse_count(const char *s, const char *what) {
-    char *end = NULL;
+static long parse_count(const char* s, const char* what) {
+    char* end = NULL;
     errno = 0;
     const long n = strtol(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || n < 0 || n > 1000000) {
@@ -65,7 +65,7 @@ static long long now_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void describe_status(int status, char *buf, size_t len) {
+static void describe_status(int status, char* buf, size_t len) {
     if (WIFEXITED(status))
         snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
@@ -74,10 +74,12 @@ static void describe_status(int status, char *buf, size_t len) {
         snprintf(buf, len, "wait status %#x", (unsigned)status);
 }
 
-static long usec(struct timeval tv) { return (long)tv.tv_sec * 1000000L + (long)tv.tv_usec; }
+static long usec(struct timeval tv) {
+    return (long)tv.tv_sec * 1000000L + (long)tv.tv_usec;
+}
 
 /* Reap whatever processes the last run left to us, waiting up to 10 s. */
-static void reap_leftovers(const char *name) {
+static void reap_leftovers(const char* name) {
     const long long give_up = now_ns() + 10000000000LL;
     while (1) {
         const pid_t p = waitpid(-1, NULL, WNOHANG);
@@ -88,7 +90,8 @@ static void reap_leftovers(const char *name) {
         if (p < 0) /* ECHILD: none left */
             return;
         if (now_ns() > give_up) {
-            fprintf(stderr, "timeit: processes left by %s still run after 10 s; not waiting\n", name);
+            fprintf(stderr, "timeit: processes left by %s still run after 10 s; not waiting\n",
+                    name);
             return;
         }
         const struct timespec ms = {0, 1000000};
@@ -97,7 +100,7 @@ static void reap_leftovers(const char *name) {
 }
 
 /* Run one command to completion; print its line if round >= 0. */
-static int run_one(const struct command *c, long round, const posix_spawn_file_actions_t *fa) {
+static int run_one(const struct command* c, long round, const posix_spawn_file_actions_t* fa) {
     pid_t pid;
     int status = 0;
     struct rusage ru, before, after;
@@ -125,20 +128,21 @@ static int run_one(const struct command *c, long round, const posix_spawn_file_a
     }
     if (round >= 0)
         printf("%s\t%ld\t%lld\t%ld\t%ld\t%ld\n", c->name, round, t1 - t0,
-               usec(after.ru_utime) - usec(before.ru_utime), usec(after.ru_stime) - usec(before.ru_stime),
-               ru.ru_maxrss);
+               usec(after.ru_utime) - usec(before.ru_utime),
+               usec(after.ru_stime) - usec(before.ru_stime), ru.ru_maxrss);
     return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     int first = 3; /* index of "--" */
-    char *before[] = {"/bin/sh", "-c", NULL, NULL};
+    char* before[] = {"/bin/sh", "-c", NULL, NULL};
     if (argc > 5 && strcmp(argv[3], "-b") == 0) {
         before[2] = argv[4];
         first = 5;
     }
     if (argc < first + 3 || strcmp(argv[first], "--") != 0) {
-        fprintf(stderr, "usage: timeit ROUNDS WARMUP [-b SHELL-CMD] -- NAME CMD [ARG...] [:: NAME CMD [ARG...]]...\n");
+        fprintf(stderr, "usage: timeit ROUNDS WARMUP [-b SHELL-CMD] -- NAME CMD [ARG...] [:: NAME "
+                        "CMD [ARG...]]...\n");
         return 2;
     }
     const long rounds = parse_count(argv[1], "round count");

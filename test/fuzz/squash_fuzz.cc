@@ -7,14 +7,14 @@
 // The source's contract is that a bad image throws ch::Error; anything else
 // (a crash, a sanitizer report, another exception, an allocation over
 // -malloc_limit_mb, a hang) is a finding.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "image/squash.hh"
 #include "util/error.hh"

@@ -14,7 +14,7 @@ declare -A pkgs=(
            libdeflate-dev libfuse3-dev busybox-static
            zlib1g-dev liblzma-dev liblz4-dev"
   [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3
-          binutils shellcheck python3 libcap2-bin time"
+          binutils shellcheck clang-format python3 libcap2-bin time"
   [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time debootstrap"
 )
 # test/fuzz/ (run briefly by check.sh) needs clang and its libFuzzer runtime.

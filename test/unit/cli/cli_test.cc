@@ -38,7 +38,8 @@ ch::cli::Parsed parse(std::initializer_list<const char*> args) {
 
 TEST_SUITE("cli") {
     TEST_CASE("cli: a repeated option keeps every value, in order") {
-        const auto p = parse({"-b", "/a", "--bind", "/b", "--bind=/c:/d", "-b/e", "img", "--", "true"});
+        const auto p =
+            parse({"-b", "/a", "--bind", "/b", "--bind=/c:/d", "-b/e", "img", "--", "true"});
         REQUIRE(p.values.at("bind").size() == 4);
         CHECK(p.values.at("bind")[0] == "/a");
         CHECK(p.values.at("bind")[1] == "/b");
@@ -61,18 +62,23 @@ TEST_SUITE("cli") {
     }
 
     TEST_CASE("cli: an empty argument is a usage error, not an abort") {
-        CHECK_THROWS_WITH_AS(parse({"img", "", "--", "x"}), doctest::Contains("argument 2 is empty"),
+        CHECK_THROWS_WITH_AS(parse({"img", "", "--", "x"}),
+                             doctest::Contains("argument 2 is empty"), ch::UsageError);
+        CHECK_THROWS_WITH_AS(parse({"--cd", "", "img"}), doctest::Contains("non-empty"),
                              ch::UsageError);
-        CHECK_THROWS_WITH_AS(parse({"--cd", "", "img"}), doctest::Contains("non-empty"), ch::UsageError);
-        CHECK_THROWS_WITH_AS(parse({"--cd=", "img"}), doctest::Contains("non-empty"), ch::UsageError);
+        CHECK_THROWS_WITH_AS(parse({"--cd=", "img"}), doctest::Contains("non-empty"),
+                             ch::UsageError);
     }
 
     TEST_CASE("cli: unknown options are usage errors") {
-        CHECK_THROWS_WITH_AS(parse({"--frobnicate", "img"}), doctest::Contains("unrecognized option '--frobnicate'"),
+        CHECK_THROWS_WITH_AS(parse({"--frobnicate", "img"}),
+                             doctest::Contains("unrecognized option '--frobnicate'"),
                              ch::UsageError);
-        CHECK_THROWS_WITH_AS(parse({"-x", "img"}), doctest::Contains("invalid option -- 'x'"), ch::UsageError);
+        CHECK_THROWS_WITH_AS(parse({"-x", "img"}), doctest::Contains("invalid option -- 'x'"),
+                             ch::UsageError);
         CHECK_THROWS_AS(parse({"--home=yes", "img"}), ch::UsageError);
-        CHECK_THROWS_WITH_AS(parse({"img", "--cd"}), doctest::Contains("requires an argument"), ch::UsageError);
+        CHECK_THROWS_WITH_AS(parse({"img", "--cd"}), doctest::Contains("requires an argument"),
+                             ch::UsageError);
     }
 
     TEST_CASE("cli: bundled flags count, and optional arguments must be attached") {
@@ -118,8 +124,8 @@ TEST_SUITE("cli") {
     }
 
     TEST_CASE("cli: every option and value comes out as the table says, in one pass") {
-        const auto p = parse({"-b", "/a", "--bind", "/b", "-vv", "--set-env=X=1", "--unset-env", "-FOO",
-                              "-W", "--home", "img", "cmd", "-q", "--", "ls", "-l"});
+        const auto p = parse({"-b", "/a", "--bind", "/b", "-vv", "--set-env=X=1", "--unset-env",
+                              "-FOO", "-W", "--home", "img", "cmd", "-q", "--", "ls", "-l"});
         CHECK(p.values.at("bind") == std::vector<std::string>{"/a", "/b"});
         CHECK(p.count("verbose") == 2);
         CHECK(p.values.at("set-env") == std::vector<std::string>{"X=1"});

@@ -3,6 +3,12 @@
 // and types are easy to make), and a Source over a list of entries.
 #pragma once
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -10,12 +16,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <string>
-#include <vector>
 
 #include "image/entry.hh"
 #include "util/error.hh"
@@ -38,15 +38,19 @@ public:
             throw_errno("can't create a temporary directory");
         path_ = tmpl;
     }
+
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
+
     ~TempDir() {
         try {
             remove_tree(path_);
         } catch (...) {
         }
     }
+
     const fs::path& path() const { return path_; }
+
     fs::path operator/(const std::string& name) const { return path_ / name; }
 
 private:
@@ -102,7 +106,8 @@ inline void write_tar(const fs::path& file, const std::vector<TarSpec>& specs,
         switch (s.type) {
         case T::file:
             archive_entry_set_filetype(e, AE_IFREG);
-            archive_entry_set_size(e, s.size >= 0 ? s.size : static_cast<la_int64_t>(s.data.size()));
+            archive_entry_set_size(e,
+                                   s.size >= 0 ? s.size : static_cast<la_int64_t>(s.data.size()));
             for (const auto& x : s.sparse)
                 archive_entry_sparse_add_entry(e, static_cast<la_int64_t>(x.offset),
                                                static_cast<la_int64_t>(x.length));
@@ -174,6 +179,7 @@ public:
         , data_(std::move(data)) {
         data_.resize(entries_.size());
     }
+
     bool next(image::Entry& e) override {
         if (i_ + 1 >= static_cast<long>(entries_.size()))
             return false;
@@ -181,6 +187,7 @@ public:
         pos_ = 0;
         return true;
     }
+
     std::size_t read(void* buf, std::size_t n) override {
         const std::string& d = data_[static_cast<std::size_t>(i_)];
         n = std::min(n, d.size() - pos_);
@@ -188,8 +195,11 @@ public:
         pos_ += n;
         return n;
     }
+
     void rewind() override { i_ = -1; }
+
     std::string describe() const override { return "list"; }
+
     // Point data at the entry a sink is being given (for feeding a sink directly).
     void select(std::size_t i) {
         i_ = static_cast<long>(i);

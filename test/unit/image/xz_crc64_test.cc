@@ -1,9 +1,9 @@
 // xz_crc64_test.cc: our lzma_crc64 (lib/image/xz_crc64.cc) gives the .xz
 // format's CRC-64, checked against what `xz -C crc64` records.
-#include <lzma.h>
-
 #include <cstring>
 #include <string>
+
+#include <lzma.h>
 
 #include <doctest/doctest.h>
 

@@ -1,15 +1,15 @@
 // dst_test.cc: destinations are created only on the root's own mount
 // (util/fd.cc make_in_root, as apply uses it), checked with real mounts in a
 // child that enters ch-run's namespaces (apply.cc enter_namespaces).
-#include <doctest/doctest.h>
+#include <cstdlib>
+#include <filesystem>
 
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <filesystem>
+#include <doctest/doctest.h>
 
 #include "run/apply.hh"
 #include "util/child.hh"
@@ -31,11 +31,13 @@ bool can_unshare_user() {
 
 struct TempDir {
     fs::path path;
+
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "ch-dst-test.XXXXXX").string();
         REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
         path = tmpl;
     }
+
     ~TempDir() { fs::remove_all(path); }
 };
 

@@ -40,7 +40,8 @@ TEST_SUITE("run/env") {
     TEST_CASE("env: HOME set, TMPDIR unset, CH_RUNNING last, the rest passes through") {
         EnvInputs in;
         in.home = "/root";
-        const auto env = build_environment({"PATH=/usr/bin", "TMPDIR=/scratch", "PWD=/x", "HOME=/h"}, in);
+        const auto env =
+            build_environment({"PATH=/usr/bin", "TMPDIR=/scratch", "PWD=/x", "HOME=/h"}, in);
         CHECK(get(env, "HOME") == "/root");
         CHECK(get(env, "TMPDIR") == "<unset>");
         CHECK(get(env, "PWD") == "/x");
@@ -108,8 +109,9 @@ TEST_SUITE("run/env") {
 
     TEST_CASE("env: malformed lines name the file and line") {
         CHECK_THROWS_WITH_AS(parse_env_text("A=1\nnoequals\n", '\n', "/x/env"),
-                             doctest::Contains("can't parse /x/env line 2: no '=' in noequals"), ch::Error);
-        CHECK_THROWS_WITH_AS(parse_env_assignment("=v", "--set-env"), doctest::Contains("empty name"),
+                             doctest::Contains("can't parse /x/env line 2: no '=' in noequals"),
                              ch::Error);
+        CHECK_THROWS_WITH_AS(parse_env_assignment("=v", "--set-env"),
+                             doctest::Contains("empty name"), ch::Error);
     }
 }

@@ -1,14 +1,14 @@
 // exec_test.cc: the image's /ch/environment is read only if it is a regular
 // file of bounded size (run/exec.cc read_image_file).
-#include <doctest/doctest.h>
-
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
 
 #include "run/exec.hh"
 #include "util/error.hh"
@@ -19,11 +19,13 @@ namespace fs = std::filesystem;
 namespace {
 struct TempDir {
     fs::path path;
+
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "ch-exec-test.XXXXXX").string();
         REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
         path = tmpl;
     }
+
     ~TempDir() { fs::remove_all(path); }
 };
 } // namespace
@@ -34,8 +36,10 @@ TEST_SUITE("run/exec") {
         const fs::path env = t.path / "environment";
         std::ofstream(env) << "A=1\nB=2\n";
         CHECK(run::read_image_file(env, 8) == "A=1\nB=2\n");
-        const std::string too_big = cat("can't read ", env.string(), ": 8 bytes, more than the 7 allowed");
-        CHECK_THROWS_WITH_AS(run::read_image_file(env, 7), doctest::Contains(too_big.c_str()), Error);
+        const std::string too_big =
+            cat("can't read ", env.string(), ": 8 bytes, more than the 7 allowed");
+        CHECK_THROWS_WITH_AS(run::read_image_file(env, 7), doctest::Contains(too_big.c_str()),
+                             Error);
         // A symlink to a regular file is fine; to /dev/zero it is refused
         // before a byte is read.
         fs::create_symlink(env, t.path / "link");

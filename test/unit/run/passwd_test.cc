@@ -1,7 +1,7 @@
 // passwd_test.cc: the synthetic user and group databases.
-#include <doctest/doctest.h>
-
 #include <algorithm>
+
+#include <doctest/doctest.h>
 
 #include "run/passwd.hh"
 
@@ -18,7 +18,8 @@ TEST_SUITE("run/passwd") {
 
     TEST_CASE("passwd: uid 0 is not listed twice") {
         const Account a{0, 0, "root", "root", "", "/home/root"};
-        CHECK(make_passwd(a) == "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
+        CHECK(make_passwd(a) ==
+              "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
         CHECK(make_group(a) == "root:x:0:\nnogroup:x:65534:\n");
     }
 

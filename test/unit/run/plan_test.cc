@@ -1,7 +1,7 @@
 // plan_test.cc: the exact steps ch-run plans for each option combination.
-#include <doctest/doctest.h>
-
 #include <set>
+
+#include <doctest/doctest.h>
 
 #include "run/plan.hh"
 #include "util/error.hh"
@@ -19,7 +19,9 @@ HostFacts host(std::set<std::string> in_image = {}) {
     h.tmpdir = "/tmp";
     h.group_name = "users";
     h.gecos = "Alice";
-    h.image_has = [in_image](const fs::path& p) { return in_image.count(p.string()) > 0; };
+    h.image_has = [in_image](const fs::path& p) {
+        return in_image.count(p.string()) > 0;
+    };
     return h;
 }
 
@@ -50,7 +52,8 @@ std::vector<std::string> tail_steps(const Plan& p) {
 } // namespace
 
 TEST_SUITE("run/plan") {
-    TEST_CASE("plan: defaults: one-line id maps, read-only image, passwd, seal, default binds, /tmp") {
+    TEST_CASE(
+        "plan: defaults: one-line id maps, read-only image, passwd, seal, default binds, /tmp") {
         const Plan p = make_plan(opts(), "/img", host());
         CHECK(p.uid.inside == 1000);
         CHECK(p.uid.outside == 1000);
@@ -71,7 +74,8 @@ TEST_SUITE("run/plan") {
         CHECK(tail_steps(p) == std::vector<std::string>{"bind /tmp -> /tmp (required)"});
         const auto* pw = std::get_if<WriteFile>(&p.steps[0]);
         REQUIRE(pw != nullptr);
-        CHECK(pw->content.find("alice:x:1000:100:Alice:/home/alice:/bin/sh\n") != std::string::npos);
+        CHECK(pw->content.find("alice:x:1000:100:Alice:/home/alice:/bin/sh\n") !=
+              std::string::npos);
     }
 
     TEST_CASE("plan: describe lists the steps in the order apply runs them") {
@@ -119,8 +123,8 @@ TEST_SUITE("run/plan") {
         o.bind = {{"/scratch", "/scratch"}, {"/data", "/mnt/0/../1"}};
         Plan p = make_plan(o, "/img", host());
         CHECK(tail_steps(p) == std::vector<std::string>{"bind /tmp -> /tmp (required)",
-                                                          "bind /scratch -> /scratch (required)",
-                                                          "bind /data -> /mnt/1 (required)"});
+                                                        "bind /scratch -> /scratch (required)",
+                                                        "bind /data -> /mnt/1 (required)"});
         o.write_fake = "1G";
         p = make_plan(o, "/img", host());
         CHECK(p.overlay_size == "1G");
@@ -135,15 +139,16 @@ TEST_SUITE("run/plan") {
     TEST_CASE("plan: bad bind destinations are usage errors") {
         auto o = opts();
         o.bind = {{"/a", "relative"}};
-        CHECK_THROWS_WITH_AS(make_plan(o, "/img", host()), doctest::Contains("must be an absolute path"),
-                             ch::UsageError);
-        o.bind = {{"/a", "/"}};
-        CHECK_THROWS_WITH_AS(make_plan(o, "/img", host()), doctest::Contains("can't be the image root"),
-                             ch::UsageError);
-        o.bind = {{"/a", "/mnt/../../etc"}};
         CHECK_THROWS_WITH_AS(make_plan(o, "/img", host()),
-                             doctest::Contains("can't bind /a to /mnt/../../etc: destination escapes the image"),
-                             ch::UsageError);
+                             doctest::Contains("must be an absolute path"), ch::UsageError);
+        o.bind = {{"/a", "/"}};
+        CHECK_THROWS_WITH_AS(make_plan(o, "/img", host()),
+                             doctest::Contains("can't be the image root"), ch::UsageError);
+        o.bind = {{"/a", "/mnt/../../etc"}};
+        CHECK_THROWS_WITH_AS(
+            make_plan(o, "/img", host()),
+            doctest::Contains("can't bind /a to /mnt/../../etc: destination escapes the image"),
+            ch::UsageError);
     }
 
     TEST_CASE("plan: --home binds $HOME; adds -W only if /home/$USER must be created") {
@@ -158,14 +163,16 @@ TEST_SUITE("run/plan") {
         CHECK(tail_steps(p).back() == "bind /home/alice -> /home/alice (required)");
         auto h = host();
         h.home.reset();
-        CHECK_THROWS_WITH_AS(make_plan(o, "/img", h), doctest::Contains("$HOME not set"), ch::UsageError);
+        CHECK_THROWS_WITH_AS(make_plan(o, "/img", h), doctest::Contains("$HOME not set"),
+                             ch::UsageError);
     }
 
     TEST_CASE("plan: describe shows the maps and the image mode") {
         auto o = opts();
         o.write_fake = "12%";
         const std::string d = describe(make_plan(o, "/img", host()));
-        CHECK(d.starts_with("uid map: 1000 1000 1\ngid map: 100 100 1\nimage: /img (overlay on tmpfs size=12%)\n"));
+        CHECK(d.starts_with(
+            "uid map: 1000 1000 1\ngid map: 100 100 1\nimage: /img (overlay on tmpfs size=12%)\n"));
         CHECK(d.ends_with("cd /"));
     }
 }

@@ -1,12 +1,12 @@
 // layout_test.cc: storage names and the ownership checks (lib/storage/layout.cc).
-#include <doctest/doctest.h>
+#include <cstdlib>
+#include <filesystem>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <filesystem>
+#include <doctest/doctest.h>
 
 #include "storage/layout.hh"
 #include "util/error.hh"
@@ -18,16 +18,19 @@ namespace {
 
 struct TempDir {
     fs::path path;
+
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "ch-layout-test.XXXXXX").string();
         REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
         path = tmpl;
     }
+
     ~TempDir() { fs::remove_all(path); }
 };
 
 struct stat dir_stat(uid_t uid, mode_t mode) {
     struct stat st {};
+
     st.st_mode = S_IFDIR | mode;
     st.st_uid = uid;
     return st;
@@ -37,7 +40,8 @@ struct stat dir_stat(uid_t uid, mode_t mode) {
 
 TEST_SUITE("storage/layout") {
     TEST_CASE("layout: names never contain . or .. components, nor start with / or .") {
-        for (const char* ok : {"debian:12", "a/b", "example.com:5000/x/y:1.0", "local%bb+1.0", "a..b"})
+        for (const char* ok :
+             {"debian:12", "a/b", "example.com:5000/x/y:1.0", "local%bb+1.0", "a..b"})
             CHECK_MESSAGE(storage::is_image_name(ok), ok);
         for (const char* bad : {"", ".", "..", "./x", "../x", "/abs", "a/../b", "a/./b", "a//b",
                                 "a/..", "a%..%b", "a%.", ".hidden", "a/"})
@@ -62,7 +66,8 @@ TEST_SUITE("storage/layout") {
         CHECK_FALSE(storage::trust_problem(dir_stat(1000, 0700), 1000).has_value());
         CHECK_FALSE(storage::trust_problem(dir_stat(1000, 0755), 1000).has_value());
         CHECK(storage::trust_problem(dir_stat(1001, 0700), 1000)->starts_with("is owned by "));
-        CHECK(storage::trust_problem(dir_stat(1001, 0700), 1000)->ends_with("not by you (uid 1000)"));
+        CHECK(
+            storage::trust_problem(dir_stat(1001, 0700), 1000)->ends_with("not by you (uid 1000)"));
         CHECK(*storage::trust_problem(dir_stat(1000, 0770), 1000) == "is writable by its group");
         CHECK(*storage::trust_problem(dir_stat(1000, 0757), 1000) == "is writable by others");
         CHECK(*storage::trust_problem(dir_stat(1000, 01777), 1000) == "is writable by others");
@@ -82,7 +87,9 @@ TEST_SUITE("storage/layout") {
         const fs::path img = storage::prepare_images_dir(t.path / "st");
         const fs::path mnt = storage::prepare_mount_dir(t.path / "st");
         ::umask(old);
+
         struct stat st {};
+
         REQUIRE(::stat((t.path / "st").c_str(), &st) == 0);
         CHECK((st.st_mode & 07777) == 0700);
         REQUIRE(::stat(img.c_str(), &st) == 0);
@@ -91,8 +98,10 @@ TEST_SUITE("storage/layout") {
         CHECK((st.st_mode & 07777) == 0700);
         // Existing but group-writable: refused, not fixed behind the user's back.
         REQUIRE(::chmod(mnt.c_str(), 0770) == 0);
-        const std::string refused = cat("can't use storage directory ", mnt.string(), ": it is writable by its group");
-        CHECK_THROWS_WITH_AS(storage::prepare_mount_dir(t.path / "st"), doctest::Contains(refused.c_str()), Error);
+        const std::string refused =
+            cat("can't use storage directory ", mnt.string(), ": it is writable by its group");
+        CHECK_THROWS_WITH_AS(storage::prepare_mount_dir(t.path / "st"),
+                             doctest::Contains(refused.c_str()), Error);
     }
 
     TEST_CASE("layout: find_image looks only at names, and only in trusted storage") {

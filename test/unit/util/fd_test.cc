@@ -1,14 +1,14 @@
 // fd_test.cc: descriptors, and the walk that keeps paths inside a root, both
 // with openat2 and with the portable fallback (forced here, as crun's CI does).
-#include <doctest/doctest.h>
+#include <filesystem>
+#include <fstream>
+#include <type_traits>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-#include <type_traits>
+#include <doctest/doctest.h>
 
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -25,6 +25,7 @@ namespace {
 struct TempTree {
     fs::path root;
     fs::path outside;
+
     TempTree() {
         char tmpl[] = "/tmp/ch-fd-test.XXXXXX";
         const fs::path base = ::mkdtemp(tmpl);
@@ -41,17 +42,20 @@ struct TempTree {
         fs::create_symlink("loop2", root / "loop1");
         fs::create_symlink("loop1", root / "loop2");
     }
+
     ~TempTree() { ch::remove_tree(root.parent_path()); }
 };
 
 ino_t ino_of(int fd) {
     struct stat st {};
+
     REQUIRE(::fstat(fd, &st) == 0);
     return st.st_ino;
 }
 
 ino_t ino_of(const fs::path& p) {
     struct stat st {};
+
     REQUIRE(::lstat(p.c_str(), &st) == 0);
     return st.st_ino;
 }

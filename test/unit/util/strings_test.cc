@@ -1,8 +1,8 @@
 // strings_test.cc: cat() and printable().
-#include <doctest/doctest.h>
-
 #include <filesystem>
 #include <fstream>
+
+#include <doctest/doctest.h>
 
 #include "util/error.hh"
 #include "util/strings.hh"
@@ -33,14 +33,16 @@ TEST_SUITE("util/strings") {
         deep += "f";
         const std::string q = ch::quote_name(deep);
         CHECK(q.size() < 200);
-        CHECK(q == "'" + deep.substr(0, 80) + "..." + deep.substr(deep.size() - 80) + "' (40001 bytes)");
+        CHECK(q ==
+              "'" + deep.substr(0, 80) + "..." + deep.substr(deep.size() - 80) + "' (40001 bytes)");
         CHECK(ch::quote_name(std::string(160, 'x')) == "'" + std::string(160, 'x') + "'");
         CHECK(ch::quote_name(std::string(161, 'x'), 4) == "'xx...xx' (161 bytes)");
         // A two-byte character across either cut is dropped whole, never split.
         const std::string e = "\xc3\xa9";
         CHECK(ch::quote_name("a" + e + std::string(10, 'm') + e + "z", 4) == "'a...z' (16 bytes)");
         // Control characters in the kept parts stay escaped.
-        CHECK(ch::quote_name("\x1b" + std::string(300, 'y') + "\n", 6) == "'\\x1byy...yy\\n' (302 bytes)");
+        CHECK(ch::quote_name("\x1b" + std::string(300, 'y') + "\n", 6) ==
+              "'\\x1byy...yy\\n' (302 bytes)");
     }
 
     TEST_CASE("strings: parse_uint is strict") {
