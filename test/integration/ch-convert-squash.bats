@@ -34,7 +34,8 @@ tree() {
 
 # make_in: ./in, with files of several sizes (data blocks and fragments at
 # any block size from 4K to 1M), compressible and not, a symlink, a hard
-# link and an empty file.
+# link, an empty file, and the mount points ch-convert adds to unpacked
+# tarballs.
 make_in() {
     mkdir -p in/a/b in/empty
     seq 1 200000 > in/a/numbers                            # ~1.2 MiB, compressible
@@ -44,6 +45,10 @@ make_in() {
     : > in/a/b/zero
     ln -s ../a/numbers in/empty/link
     ln in/a/b/tiny in/hard
+    # what unpacking from a tarball adds to an image (unpack_init), so that
+    # round trips through tar compare equal
+    mkdir -p in/{bin,ch,dev,etc,proc,sys,tmp,usr} in/mnt/{0..9}
+    touch in/etc/{hosts,resolv.conf}
 }
 
 # same_as_in DIR: DIR holds what ./in holds.
