@@ -36,21 +36,7 @@ std::string read_image_file(const fs::path& path, std::size_t max_bytes) {
     if (static_cast<std::size_t>(st.st_size) > max_bytes)
         fail(what, ": ", st.st_size, " bytes, more than the ", max_bytes, " allowed");
     // The size is checked again while reading: the file may grow meanwhile.
-    std::string out;
-    char buf[8192];
-    while (true) {
-        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            throw_errno(what);
-        }
-        if (n == 0)
-            return out;
-        out.append(buf, static_cast<std::size_t>(n));
-        if (out.size() > max_bytes)
-            fail(what, ": more than the ", max_bytes, " bytes allowed");
-    }
+    return read_all(fd.get(), path.string(), max_bytes);
 }
 
 namespace {

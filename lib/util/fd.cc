@@ -73,22 +73,27 @@ void close_fds_except(std::vector<int> keep) {
             ::close(fd);
 }
 
-std::string read_file(const fs::path& path) {
-    const Fd fd = open_at(AT_FDCWD, path, O_RDONLY);
+std::string read_all(int fd, std::string_view what, std::size_t max_bytes) {
     std::string out;
     char buf[8192];
     while (true) {
-        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        const ssize_t n = ::read(fd, buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            throw_errno("can't read ", path.string());
+            throw_errno("can't read ", what);
         }
         if (n == 0)
-            break;
+            return out;
         out.append(buf, static_cast<std::size_t>(n));
+        if (out.size() > max_bytes)
+            fail("can't read ", what, ": more than the ", max_bytes, " bytes allowed");
     }
-    return out;
+}
+
+std::string read_file(const fs::path& path) {
+    const Fd fd = open_at(AT_FDCWD, path, O_RDONLY);
+    return read_all(fd.get(), path.string());
 }
 
 void write_all(int fd, std::string_view data, std::string_view what) {

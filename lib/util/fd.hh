@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,6 +76,9 @@ Fd try_open_at(int dirfd, const fs::path& path, int flags, mode_t mode = 0);
 void close_fds_except(std::vector<int> keep);
 
 // Read a whole (small) file; throws "can't read PATH: reason".
+// Everything fd holds, up to max_bytes (more is an error naming what).
+std::string read_all(int fd, std::string_view what,
+                     std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 std::string read_file(const fs::path& path);
 // Write all of data to fd; throws "can't write WHAT: reason".
 void write_all(int fd, std::string_view data, std::string_view what);

@@ -19,20 +19,6 @@ teardown() {
     [[ -z ${foreign_dir:-} ]] || rm -rf "$foreign_dir"
 }
 
-# check_clean OUT: nothing at OUT and no staging debris beside it.
-check_clean() {
-    if [[ -e $1 || -L $1 ]]; then
-        echo "something was left at $1" >&2
-        return 1
-    fi
-    local debris
-    debris=$(compgen -G "$(dirname "$1")/.*.ch-staging.*" || true)
-    if [[ -n $debris ]]; then
-        printf 'staging debris left:\n%s\n' "$debris" >&2
-        return 1
-    fi
-}
-
 # convert_measured ARG...: run ch-convert under /usr/bin/time; sets status
 # and output (ch-convert's own stderr) as `run` does, and rss_kb, secs.
 convert_measured() {

@@ -12,18 +12,6 @@ teardown() {
     chmod -R u+rwX "$BATS_TEST_TMPDIR" 2>/dev/null || true
 }
 
-# check_clean OUT: nothing at OUT and no staging debris beside it.
-check_clean() {
-    if [[ -e $1 || -L $1 ]]; then
-        echo "something was left at $1" >&2
-        return 1
-    fi
-    if compgen -G "$(dirname "$1")/.*.ch-staging.*" > /dev/null; then
-        echo "staging debris left beside $1" >&2
-        return 1
-    fi
-}
-
 # tree DIR: one line per entry (path, type, mode, size or target), sorted.
 tree() {
     (cd "$1" && find . -mindepth 1 \

@@ -16,20 +16,6 @@ teardown() {
     [[ -z ${shm_dir:-} ]] || rm -rf "$shm_dir"
 }
 
-# check_clean OUT: nothing at OUT and no staging debris beside it.
-check_clean() {
-    if [[ -e $1 || -L $1 ]]; then
-        echo "something was left at $1" >&2
-        return 1
-    fi
-    local debris
-    debris=$(compgen -G "$(dirname "$1")/.*.ch-staging.*" || true)
-    if [[ -n $debris ]]; then
-        printf 'staging debris left:\n%s\n' "$debris" >&2
-        return 1
-    fi
-}
-
 # manifest DIR: one line per entry (path, type, mode, size or target, mtime
 # in whole seconds), sorted; what a conversion must keep.
 manifest() {

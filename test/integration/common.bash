@@ -76,3 +76,17 @@ need_scope() {
     declare -A rank=([quick]=0 [standard]=1 [full]=2)
     ((${rank[$have]} >= ${rank[$want]})) || skip "needs scope $want (this run: $have)"
 }
+
+# check_clean OUT: nothing at OUT and no staging debris beside it.
+check_clean() {
+    if [[ -e $1 || -L $1 ]]; then
+        echo "something was left at $1" >&2
+        return 1
+    fi
+    local debris
+    debris=$(compgen -G "$(dirname "$1")/.*.ch-staging.*" || true)
+    if [[ -n $debris ]]; then
+        printf 'staging debris left:\n%s\n' "$debris" >&2
+        return 1
+    fi
+}
