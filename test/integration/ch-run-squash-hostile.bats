@@ -383,6 +383,24 @@ host_tools() {
     done
 }
 
+# ---- directories shared by many parents -------------------------------------
+
+@test 'squash-hostile: ch-run: 20 levels of directories shared by two parents each' {
+    # Serving needs no expansion: a path through the shared directories
+    # resolves like any other, whichever parent it takes.
+    hostile_run dirs-shared 'cat /data/share/b/a/b/b/a/b/a/a/b/b/a/b/b/a/a/b/a/b/b/a/leaf'
+    assert_run_clean
+    assert_status 0
+    assert_output_has 'leaf'
+    assert_output_has 'script status: 0'
+}
+
+@test 'squash-hostile: ch-convert: 20 levels of directories shared by two parents each' {
+    # Copying them out would write 2^20 entries: refused at the documented cap.
+    hostile_convert dirs-shared
+    expect_convert_error 'entries under directories that appear in several places'
+}
+
 # ---- file block lists --------------------------------------------------------------
 
 @test "squash-hostile: ch-run: a file's block list disagrees with its size or the image" {
