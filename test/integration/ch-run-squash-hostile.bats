@@ -46,23 +46,6 @@ teardown() {
 
 is_sanitized() { ldd "$1" 2>/dev/null | grep -q libasan; }
 
-# server_pids MNT: live (not zombie) FUSE servers started with -m MNT.
-server_pids() {
-    local p
-    for p in $(pgrep -x ch-squashfuse); do
-        [[ $(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) == Z ]] && continue
-        tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- " -m $1 " && echo "$p"
-    done
-    return 0
-}
-no_server() { [[ -z $(server_pids "$1") ]]; }
-wait_until() { # wait_until SECONDS COMMAND...
-    local n=$(($1 * 10)); shift
-    while ! "$@"; do
-        ((n-- > 0)) || return 1
-        sleep 0.1
-    done
-}
 
 fail_with() { printf '%s\noutput:\n%s\n' "$1" "$output" >&2; return 1; }
 

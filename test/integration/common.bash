@@ -90,3 +90,23 @@ check_clean() {
         return 1
     fi
 }
+
+# server_pids MNT: live (not zombie) FUSE servers started with -m MNT.
+server_pids() {
+    local p
+    for p in $(pgrep -x ch-squashfuse); do
+        [[ $(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) == Z ]] && continue
+        tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- " -m $1 " && echo "$p"
+    done
+    return 0
+}
+
+# wait_until SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds.
+wait_until() {
+    local n=$(($1 * 10)); shift
+    while ! "$@"; do
+        ((n-- > 0)) || return 1
+        sleep 0.1
+    done
+}
+no_server() { [[ -z $(server_pids "$1") ]]; }

@@ -11,29 +11,16 @@
 #include <doctest/doctest.h>
 
 #include "run/exec.hh"
+#include "test/unit/image/fixtures.hh"
 #include "util/error.hh"
 
 using namespace ch;
 namespace fs = std::filesystem;
 
-namespace {
-struct TempDir {
-    fs::path path;
-
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "ch-exec-test.XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-
-    ~TempDir() { fs::remove_all(path); }
-};
-} // namespace
-
 TEST_SUITE("run/exec") {
     TEST_CASE("exec: /ch/environment must be a regular file within the limit") {
-        TempDir t;
-        const fs::path env = t.path / "environment";
+        const test::TempDir t;
+        const fs::path env = t.path() / "environment";
         std::ofstream(env) << "A=1\nB=2\n";
         CHECK(run::read_image_file(env, 8) == "A=1\nB=2\n");
         const std::string too_big =
@@ -42,20 +29,20 @@ TEST_SUITE("run/exec") {
                              Error);
         // A symlink to a regular file is fine; to /dev/zero it is refused
         // before a byte is read.
-        fs::create_symlink(env, t.path / "link");
-        CHECK(run::read_image_file(t.path / "link", 100) == "A=1\nB=2\n");
-        fs::create_symlink("/dev/zero", t.path / "zero");
-        CHECK_THROWS_WITH_AS(run::read_image_file(t.path / "zero", run::image_env_max_bytes),
+        fs::create_symlink(env, t.path() / "link");
+        CHECK(run::read_image_file(t.path() / "link", 100) == "A=1\nB=2\n");
+        fs::create_symlink("/dev/zero", t.path() / "zero");
+        CHECK_THROWS_WITH_AS(run::read_image_file(t.path() / "zero", run::image_env_max_bytes),
                              doctest::Contains("not a regular file"), Error);
         // A FIFO with no writer: refused at once, not waited on.
-        REQUIRE(::mkfifo((t.path / "fifo").c_str(), 0600) == 0);
+        REQUIRE(::mkfifo((t.path() / "fifo").c_str(), 0600) == 0);
         const auto start = std::chrono::steady_clock::now();
-        CHECK_THROWS_WITH_AS(run::read_image_file(t.path / "fifo", run::image_env_max_bytes),
+        CHECK_THROWS_WITH_AS(run::read_image_file(t.path() / "fifo", run::image_env_max_bytes),
                              doctest::Contains("not a regular file"), Error);
         CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
-        CHECK_THROWS_WITH_AS(run::read_image_file(t.path, run::image_env_max_bytes),
+        CHECK_THROWS_WITH_AS(run::read_image_file(t.path(), run::image_env_max_bytes),
                              doctest::Contains("not a regular file"), Error);
-        CHECK_THROWS_AS(run::read_image_file(t.path / "missing", 10), SysError);
+        CHECK_THROWS_AS(run::read_image_file(t.path() / "missing", 10), SysError);
         CHECK(run::image_env_max_bytes == 1048576);
     }
 }

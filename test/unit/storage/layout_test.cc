@@ -9,24 +9,13 @@
 #include <doctest/doctest.h>
 
 #include "storage/layout.hh"
+#include "test/unit/image/fixtures.hh"
 #include "util/error.hh"
 
 using namespace ch;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "ch-layout-test.XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-
-    ~TempDir() { fs::remove_all(path); }
-};
 
 struct stat dir_stat(uid_t uid, mode_t mode) {
     struct stat st {};
@@ -82,15 +71,15 @@ TEST_SUITE("storage/layout") {
     }
 
     TEST_CASE("layout: new storage is made 0700 whatever the umask, and checked") {
-        TempDir t;
+        const test::TempDir t;
         const mode_t old = ::umask(0);
-        const fs::path img = storage::prepare_images_dir(t.path / "st");
-        const fs::path mnt = storage::prepare_mount_dir(t.path / "st");
+        const fs::path img = storage::prepare_images_dir(t.path() / "st");
+        const fs::path mnt = storage::prepare_mount_dir(t.path() / "st");
         ::umask(old);
 
         struct stat st {};
 
-        REQUIRE(::stat((t.path / "st").c_str(), &st) == 0);
+        REQUIRE(::stat((t.path() / "st").c_str(), &st) == 0);
         CHECK((st.st_mode & 07777) == 0700);
         REQUIRE(::stat(img.c_str(), &st) == 0);
         CHECK((st.st_mode & 07777) == 0700);
@@ -100,13 +89,13 @@ TEST_SUITE("storage/layout") {
         REQUIRE(::chmod(mnt.c_str(), 0770) == 0);
         const std::string refused =
             cat("can't use storage directory ", mnt.string(), ": it is writable by its group");
-        CHECK_THROWS_WITH_AS(storage::prepare_mount_dir(t.path / "st"),
+        CHECK_THROWS_WITH_AS(storage::prepare_mount_dir(t.path() / "st"),
                              doctest::Contains(refused.c_str()), Error);
     }
 
     TEST_CASE("layout: find_image looks only at names, and only in trusted storage") {
-        TempDir t;
-        const fs::path st = t.path / "st";
+        const test::TempDir t;
+        const fs::path st = t.path() / "st";
         CHECK_FALSE(storage::find_image(st, "x").has_value()); // no storage: no image
         REQUIRE(fs::create_directories(st / "img" / "x"));
         REQUIRE(::chmod(st.c_str(), 0700) == 0);
@@ -123,21 +112,21 @@ TEST_SUITE("storage/layout") {
         CHECK_THROWS_WITH_AS(storage::find_image(st, "x"),
                              doctest::Contains("/img: it is writable by others"), Error);
         REQUIRE(::chmod((st / "img").c_str(), 0700) == 0);
-        fs::create_directory_symlink("st", t.path / "link");
-        CHECK_THROWS_WITH_AS(storage::find_image(t.path / "link", "x"),
+        fs::create_directory_symlink("st", t.path() / "link");
+        CHECK_THROWS_WITH_AS(storage::find_image(t.path() / "link", "x"),
                              doctest::Contains("link: it is a symlink"), Error);
     }
 
     TEST_CASE("layout: open_trusted_dir checks what it opened, and does not follow a symlink") {
-        TempDir t;
-        REQUIRE(::mkdir((t.path / "d").c_str(), 0700) == 0);
-        fs::create_directory_symlink("d", t.path / "l");
+        const test::TempDir t;
+        REQUIRE(::mkdir((t.path() / "d").c_str(), 0700) == 0);
+        fs::create_directory_symlink("d", t.path() / "l");
         const uid_t me = ::geteuid();
-        const Fd dir = open_at(AT_FDCWD, t.path, O_PATH | O_DIRECTORY);
-        CHECK(storage::open_trusted_dir(dir.get(), "d", t.path / "d", me));
-        CHECK_THROWS_WITH_AS(storage::open_trusted_dir(dir.get(), "l", t.path / "l", me),
+        const Fd dir = open_at(AT_FDCWD, t.path(), O_PATH | O_DIRECTORY);
+        CHECK(storage::open_trusted_dir(dir.get(), "d", t.path() / "d", me));
+        CHECK_THROWS_WITH_AS(storage::open_trusted_dir(dir.get(), "l", t.path() / "l", me),
                              doctest::Contains("it is a symlink"), Error);
-        CHECK_THROWS_WITH_AS(storage::open_trusted_dir(dir.get(), "d", t.path / "d", me + 1),
+        CHECK_THROWS_WITH_AS(storage::open_trusted_dir(dir.get(), "d", t.path() / "d", me + 1),
                              doctest::Contains("is owned by "), Error);
     }
 }
