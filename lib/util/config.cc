@@ -6,7 +6,6 @@
 #include <string>
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,20 +67,17 @@ std::string env_or(const char* name, std::string_view dflt) {
     return v && *v ? std::string(v) : std::string(dflt);
 }
 
+// From the environment only: ch-run is a static binary, where getpwuid()
+// would load NSS modules (and ch-run requires $USER anyway, as Charliecloud's
+// does). Without $HOME there is no user file.
 std::string home_dir() {
-    if (const char* h = std::getenv("HOME"); h && *h)
-        return h;
-    if (const passwd* pw = ::getpwuid(::geteuid()); pw && pw->pw_dir)
-        return pw->pw_dir;
-    return {};
+    const char* h = std::getenv("HOME");
+    return h && h[0] == '/' ? std::string(h) : std::string();
 }
 
 std::string user_name() {
-    if (const char* u = std::getenv("USER"); u && *u)
-        return u;
-    if (const passwd* pw = ::getpwuid(::geteuid()); pw && pw->pw_name)
-        return pw->pw_name;
-    return {};
+    const char* u = std::getenv("USER");
+    return u ? std::string(u) : std::string();
 }
 
 bool is_bool(const YAML::Node& n) {

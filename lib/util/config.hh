@@ -46,7 +46,7 @@ class Config {
 public:
     // The site file is $CH_CONFIG_SITE, else /etc/ch/config.yaml; the user's
     // is $CH_CONFIG_USER, else $XDG_CONFIG_HOME/ch/config.yaml, else
-    // $HOME/.config/ch/config.yaml. The overrides exist for tests and for
+    // $HOME/.config/ch/config.yaml (none without $HOME). The overrides exist for tests and for
     // sites that keep the file elsewhere; a user could equally pass options,
     // so they grant nothing. A missing file is no error; an unreadable or
     // malformed one is, naming FILE:LINE:COL.
@@ -89,7 +89,7 @@ Origin origin_of(const std::string& file, const YAML::Node& node);
 [[noreturn]] void fail(const Origin& at, std::string_view why);
 
 // Expands a leading "~" and "$USER", "${USER}", "$HOME", "${HOME}"
-// anywhere; other "$" are kept as they are. Site files use this for
+// anywhere, from the environment; other "$" are kept as they are. Site files use this for
 // per-user paths such as "/local/$USER.ch".
 std::string expand_path(std::string_view path);
 
