@@ -46,7 +46,8 @@ enum class ErrorKind {
 class RegistryError : public Error {
 public:
     RegistryError(ErrorKind kind, std::string msg)
-        : Error(std::move(msg)), kind_(kind) {}
+        : Error(std::move(msg))
+        , kind_(kind) {}
 
     ErrorKind kind() const noexcept { return kind_; }
 
@@ -61,18 +62,20 @@ struct Credentials {
 };
 
 struct Options {
-    std::string arch;                       // "amd64", "arm64/v8"; empty: host_arch()
-    bool tls_verify = true;                 // false: --tls-no-verify
-    std::string ca_file;                    // extra CA bundle; empty: the system store only
-    std::vector<std::string> insecure;      // HOST[:PORT] spoken to over plain HTTP (warned)
-    std::map<std::string, std::string> mirrors; // HOST -> MIRROR[:PORT]; "docker.io" means Docker Hub
+    std::string arch;                  // "amd64", "arm64/v8"; empty: host_arch()
+    bool tls_verify = true;            // false: --tls-no-verify
+    std::string ca_file;               // extra CA bundle; empty: the system store only
+    std::vector<std::string> insecure; // HOST[:PORT] spoken to over plain HTTP (warned)
+    std::map<std::string, std::string>
+        mirrors;                            // HOST -> MIRROR[:PORT]; "docker.io" means Docker Hub
     std::optional<Credentials> credentials; // CH_IMAGE_USERNAME/_PASSWORD or --auth: any host
-    std::map<std::string, Credentials> host_credentials; // registry.auth: per host, wins over credentials
-    int parallel = 4;                       // concurrent blob transfers
-    int retries = 5;                        // per request, after the first try
-    std::size_t max_manifest = 4u << 20;    // bytes; manifests and indexes
-    int connect_timeout = 30;               // seconds
-    int low_speed_time = 60;                // seconds under 1 KiB/s count as a timeout
+    std::map<std::string, Credentials>
+        host_credentials;                // registry.auth: per host, wins over credentials
+    int parallel = 4;                    // concurrent blob transfers
+    int retries = 5;                     // per request, after the first try
+    std::size_t max_manifest = 4u << 20; // bytes; manifests and indexes
+    int connect_timeout = 30;            // seconds
+    int low_speed_time = 60;             // seconds under 1 KiB/s count as a timeout
 
     // Settings from the configuration (registry.*), then CH_IMAGE_USERNAME
     // and CH_IMAGE_PASSWORD (both or neither) over them. The command line is
@@ -86,10 +89,14 @@ struct Options {
 class Progress {
 public:
     virtual ~Progress() = default;
+
     virtual void begin(const Blob&, std::uint64_t already) {} // already: cached or resumed bytes
-    virtual void advance(const Blob&, std::uint64_t n) {}     // n more bytes arrived
-    virtual void done(const Blob&) {}                         // in the cache, checked
-    virtual void retry(const Blob&, std::string_view why) {}  // restarting after why
+
+    virtual void advance(const Blob&, std::uint64_t n) {} // n more bytes arrived
+
+    virtual void done(const Blob&) {} // in the cache, checked
+
+    virtual void retry(const Blob&, std::string_view why) {} // restarting after why
 };
 
 class Client {

@@ -11,10 +11,14 @@
 namespace ch::registry {
 
 namespace media {
-inline constexpr std::string_view docker_manifest = "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr std::string_view docker_list = "application/vnd.docker.distribution.manifest.list.v2+json";
-inline constexpr std::string_view docker_v1 = "application/vnd.docker.distribution.manifest.v1+json";
-inline constexpr std::string_view docker_v1_signed = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+inline constexpr std::string_view docker_manifest =
+    "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr std::string_view docker_list =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr std::string_view docker_v1 =
+    "application/vnd.docker.distribution.manifest.v1+json";
+inline constexpr std::string_view docker_v1_signed =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
 inline constexpr std::string_view oci_manifest = "application/vnd.oci.image.manifest.v1+json";
 inline constexpr std::string_view oci_index = "application/vnd.oci.image.index.v1+json";
 inline constexpr std::string_view docker_config = "application/vnd.docker.container.image.v1+json";

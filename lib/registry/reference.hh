@@ -28,8 +28,10 @@ struct Reference {
     std::string str() const;
     // Short form without Docker Hub's defaults, as users type it: "alpine:3.19".
     std::string familiar() const;
+
     // What /manifests/ takes: the digest if there is one, else the tag.
     const std::string& version() const { return digest.empty() ? tag : digest; }
+
     bool operator==(const Reference&) const = default;
 };
 

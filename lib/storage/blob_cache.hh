@@ -37,6 +37,7 @@ public:
     void update(std::span<const std::byte>);
     void update(std::string_view);
     std::string hex_digest(); // "sha256:HEX"
+    void reset();             // start over, as if new
 
 private:
     EVP_MD_CTX* ctx_;
