@@ -116,7 +116,9 @@ std::string metadata_json(const Metadata& m) {
     j["volumes"] = m.volumes;
     j["shell"] = m.shell;
     j["history_length"] = m.history_len;
-    j["digests"] = {{"manifest", m.manifest_digest},
+    j["arch_requested"] = m.arch_requested;
+    j["digests"] = {{"top", m.top_digest},
+                    {"manifest", m.manifest_digest},
                     {"config", m.config_digest},
                     {"layers", m.layer_digests}};
     // Names and values come from the image: replace invalid UTF-8 rather
@@ -138,7 +140,9 @@ Metadata parse_metadata_json(std::string_view text, std::string_view what) {
         m.volumes = j.value("volumes", std::vector<std::string>{});
         m.shell = j.value("shell", "");
         m.history_len = j.value("history_length", std::uint64_t{0});
+        m.arch_requested = j.value("arch_requested", "");
         if (const auto d = j.find("digests"); d != j.end() && d->is_object()) {
+            m.top_digest = d->value("top", "");
             m.manifest_digest = d->value("manifest", "");
             m.config_digest = d->value("config", "");
             m.layer_digests = d->value("layers", std::vector<std::string>{});

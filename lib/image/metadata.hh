@@ -21,6 +21,8 @@ struct Metadata {
     std::map<std::string, std::string> labels;
     std::vector<std::string> volumes; // sorted
     std::string shell;                // Shell, joined with spaces; "" if unset
+    std::string arch_requested;       // what the pull asked for (-a, or the host's)
+    std::string top_digest;           // what the tag pointed to: index or manifest
     std::string manifest_digest, config_digest;
     std::vector<std::string> layer_digests;
     std::uint64_t history_len = 0;    // entries of the config's history (optional)

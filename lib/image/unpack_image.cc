@@ -55,9 +55,12 @@ void add_own(Sink& sink, UnpackRules& rules, Entry e, const std::string& data,
 // put there (the rules never follow a symlink at the last component, and a
 // directory entry replaces a symlink at "ch").
 void add_metadata(Sink& sink, UnpackRules& rules, const Metadata& meta, std::int64_t mtime,
-                  const std::string& dest) {
+                  const std::string& top, const std::string& dest) {
+    // Under the tarbomb wrapper, if there is one: the rules remove it from
+    // every name they see.
+    const std::string ch = top.empty() ? "ch" : cat(top, "/ch");
     Entry dir;
-    dir.path = "ch";
+    dir.path = ch;
     dir.type = EntryType::dir;
     dir.mode = 0755;
     dir.mtime = mtime;
@@ -70,7 +73,7 @@ void add_metadata(Sink& sink, UnpackRules& rules, const Metadata& meta, std::int
     for (const auto& [name, data] : {std::pair<const char*, const std::string&>{"metadata.json", json},
                                      {"environment", env}}) {
         Entry f;
-        f.path = cat("ch/", name);
+        f.path = cat(ch, "/", name);
         f.mode = 0644;
         f.mtime = mtime;
         add_own(sink, rules, f, data, dest);
@@ -119,7 +122,7 @@ UnpackImageStats unpack_image(const UnpackImageRequest& req, Sink& sink, const s
     }
     check_cancel(cancel);
     st.mtime = st.pump.newest_mtime;
-    add_metadata(sink, rules, req.meta, st.mtime, dest);
+    add_metadata(sink, rules, req.meta, st.mtime, opts.strip_top, dest);
     pump_init(sink, rules, st.mtime, dest);
     st.rules = rules.stats();
     for (const auto& w : rules.warnings())
