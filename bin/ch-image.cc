@@ -101,7 +101,7 @@ cli::Spec command_spec(const Command& c) {
 }
 
 cli::Spec top_spec() {
-    std::string desc = "Pull images from OCI registries and manage the image storage. Commands:";
+    std::string desc = "Pull images from OCI registries and manage the image storage.\n\nCommands:";
     for (const auto& c : commands)
         desc += cat("\n  ", c.name, std::string(10 - c.name.size(), ' '), c.synopsis);
     desc += "\nSee 'ch-image COMMAND --help' for each command's options.";
