@@ -72,7 +72,8 @@ header_of() {
     [[ $(status_of "https://$reg_token/v2/img/onelayer/blobs/uploads/" -X POST \
            -H "Authorization: Bearer $tok") == 401 ]]
     # A forged token (signature of another key) is refused.
-    local forged=${tok%.*}.$(printf 'not a signature' | base64 -w0 | tr '+/' '-_' | tr -d =)
+    local forged
+    forged=${tok%.*}.$(printf 'not a signature' | base64 -w0 | tr '+/' '-_' | tr -d =)
     [[ $(status_of "https://$reg_token/v2/img/onelayer/manifests/latest" \
            -H "Authorization: Bearer $forged" "${ACCEPT[@]}") == 401 ]]
 }
