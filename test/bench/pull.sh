@@ -145,15 +145,14 @@ tools=()
 cmds=()
 add() { # add NAME CMD...: include NAME if its check run succeeds
     local name=$1; shift
-    if check "$name" "$@"; then
-        tools+=("$name")
-        ((${#cmds[@]} == 0)) || cmds+=(::)
-        cmds+=("$name" "$@")
-    fi
+    check "$name" "$@" || return 1
+    tools+=("$name")
+    ((${#cmds[@]} == 0)) || cmds+=(::)
+    cmds+=("$name" "$@")
 }
 failed=0
 add charliecloud "${cmd_cc[@]}" && same_tree charliecloud "$(find "$work/s-cc/img" -mindepth 1 -maxdepth 1 | head -n 1)"
-add skopeo+umoci "${cmd_so[@]}" && same_tree skopeo+umoci "$work/umoci-root/rootfs"
+add skopeo+umoci "${cmd_so[@]}" && same_tree skopeo+umoci "$work/umoci-root"
 if [[ $have_ours == yes ]]; then
     add ours "${cmd_ours[@]}" && same_tree ours "$(find "$work/s-ours/img" -mindepth 1 -maxdepth 1 | head -n 1)"
     add ours-zstd "${cmd_zstd[@]}"
