@@ -90,13 +90,14 @@ class Progress {
 public:
     virtual ~Progress() = default;
 
-    virtual void begin(const Blob&, std::uint64_t already) {} // already: cached or resumed bytes
+    virtual void begin(const Blob&, std::uint64_t /*already*/) {
+    } // already: cached or resumed bytes
 
-    virtual void advance(const Blob&, std::uint64_t n) {} // n more bytes arrived
+    virtual void advance(const Blob&, std::uint64_t /*n*/) {} // n more bytes arrived
 
     virtual void done(const Blob&) {} // in the cache, checked
 
-    virtual void retry(const Blob&, std::string_view why) {} // restarting after why
+    virtual void retry(const Blob&, std::string_view /*why*/) {} // restarting after why
 };
 
 class Client {
