@@ -13,11 +13,7 @@
 #include "image/metadata.hh"
 #include "image/squash.hh"
 #include "image/unpack_image.hh"
-// TEMP until the registry branch's fix of its unused parameters lands.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
 #include "registry/client.hh"
-#pragma GCC diagnostic pop
 #include "storage/blob_cache.hh"
 #include "storage/lock.hh"
 #include "util/config.hh"
