@@ -235,6 +235,8 @@ sq_tools=() sq_cmds=()
 if check charliecloud "${cmd_sq_cc[@]}"; then
     sq_tools+=(charliecloud)
     sq_cmds+=(charliecloud "${cmd_sq_cc[@]}")
+    bash -c "$clean"
+    rss[sq-charliecloud]=$(bench_peak_rss_kb "$user" 1 "${cmd_sq_cc[@]}" || echo nan)
 fi
 if [[ $have_ours == yes ]]; then
     if check ours "${cmd_sq_ours[@]}"; then
@@ -256,7 +258,7 @@ if ((${#sq_cmds[@]} > 0)); then
     bench_timeit "$user" "$out" -r "$rounds" -w 1 -b "$clean" -- "${sq_cmds[@]}" \
         || { bench_summary "pull squash as $user: FAILED during timing"; failed=1; }
     bench_fmt '  %-22s %8s %8s %9s %9s\n' seconds best median "cpu med." "RSS MiB"
-    rss[charliecloud]=${rss[charliecloud]:-nan}
+    rss[charliecloud]=${rss[sq-charliecloud]:-nan}
     rss[ours]=${rss[sq-ours]:-nan}
     for name in "${sq_tools[@]}"; do row "$name"; done
     if [[ " ${sq_tools[*]} " == *" ours "* && " ${sq_tools[*]} " == *" charliecloud "* ]]; then

@@ -105,7 +105,7 @@ cached_blobs() {
     reg_proxy_start "http://$reg_http" \
         '{"rules": [{"match": "GET /v2/img/multi-small/blobs/", "action": "slow", "rate": 2000000}]}'
     "$ch_bin/ch-image" pull --insecure "$reg_proxy" "$reg_proxy/img/multi-small" \
-        > "$BATS_TEST_TMPDIR/out1" 2>&1 &
+        > "$BATS_TEST_TMPDIR/out1" 2>&1 3>&- &
     pulls+=($!)
     # Wait for a first finished layer, then kill while the others still flow.
     wait_until 60 bash -c "[[ \$(find '$CH_IMAGE_STORAGE/dlcache' -name 'sha256-*' -size +100k 2>/dev/null) ]]" \
@@ -141,7 +141,7 @@ cached_blobs() {
     reg_proxy_start "http://$reg_private" \
         '{"rules": [{"match": "GET /v2/img/multi-small/blobs/", "action": "slow", "rate": 1000000}]}'
     "$ch_bin/ch-image" pull --insecure "$reg_proxy" "$reg_proxy/img/multi-small" \
-        > "$BATS_TEST_TMPDIR/out" 2>&1 &
+        > "$BATS_TEST_TMPDIR/out" 2>&1 3>&- &
     pulls+=($!)
     # Mid-transfer: the config has come (the proxy logs a request once it
     # is answered), the layers are flowing.
@@ -170,9 +170,9 @@ cached_blobs() {
 
 @test "faults: two pulls of the same image at once both succeed, one consistent image" {
     local out1=$BATS_TEST_TMPDIR/out1 out2=$BATS_TEST_TMPDIR/out2 rc1=0 rc2=0
-    "$ch_bin/ch-image" pull --insecure "$reg_http" "$reg_http/img/multi-small" > "$out1" 2>&1 &
+    "$ch_bin/ch-image" pull --insecure "$reg_http" "$reg_http/img/multi-small" > "$out1" 2>&1 3>&- &
     pulls+=($!)
-    "$ch_bin/ch-image" pull --insecure "$reg_http" "$reg_http/img/multi-small" > "$out2" 2>&1 &
+    "$ch_bin/ch-image" pull --insecure "$reg_http" "$reg_http/img/multi-small" > "$out2" 2>&1 3>&- &
     pulls+=($!)
     wait "${pulls[0]}" || rc1=$?
     wait "${pulls[1]}" || rc2=$?
@@ -195,7 +195,7 @@ cached_blobs() {
         export CH_IMAGE_STORAGE=$full_mnt/storage
     else
         # Made by test/setup/stage.sh as root, owned by this user.
-        local m=${CH_TEST_ROOT:-/nonexistent}/tmpfs-20m
+        local m=$reg_test_root/tmpfs-20m
         mountpoint -q "$m" && [[ -O $m ]] || skip_env "no 20 MiB tmpfs of ours at $m (stage.sh makes it as root)"
         export CH_IMAGE_STORAGE=$m/storage-$$
         rm -rf "$CH_IMAGE_STORAGE"
