@@ -6,10 +6,11 @@
 #include <cstdlib>
 #include <iostream>
 
-#include <curl/curl.h>
 #include <fcntl.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
 
 #include "cli.hh"
 #include "config.h"
@@ -58,7 +59,8 @@ struct Command {
 };
 
 const std::vector<Command> commands = {
-    {"pull", "[OPTION...] REF [DEST_NAME]",
+    {"pull",
+     "[OPTION...] REF [DEST_NAME]",
      "Pull the image REF ([HOST[:PORT]/]PATH[:TAG|@sha256:DIGEST]) from its registry into storage "
      "as DEST_NAME (default: REF as given), or with --output straight to a tarball or SquashFS "
      "file. An image already in storage is checked with one HEAD request and not fetched again "
@@ -75,21 +77,35 @@ const std::vector<Command> commands = {
          {"parallel", 0, Arg::required, false, "N",
           "transfer up to N layers at once (default 4, or registry.parallel)"},
      },
-     1, 2},
-    {"list", "[OPTION...]", "List the images in storage, one name a line.",
+     1,
+     2},
+    {"list",
+     "[OPTION...]",
+     "List the images in storage, one name a line.",
      {{"json", 0, Arg::none, false, "", "print a JSON array of the images and their metadata"}},
-     0, 0},
+     0,
+     0},
     {"delete", "[OPTION...] NAME", "Delete the image NAME from storage.", {}, 1, 1},
-    {"inspect", "[OPTION...] NAME",
-     "Print the metadata of the image NAME (its /ch/metadata.json) as JSON.", {}, 1, 1},
-    {"gestalt", "[OPTION...] [storage-path]",
+    {"inspect",
+     "[OPTION...] NAME",
+     "Print the metadata of the image NAME (its /ch/metadata.json) as JSON.",
+     {},
+     1,
+     1},
+    {"gestalt",
+     "[OPTION...] [storage-path]",
      "Say what this build supports: storage path, layer and SquashFS compressors, TLS library. "
      "With storage-path, print only the storage directory.",
-     {}, 0, 1},
-    {"reset", "[OPTION...]",
+     {},
+     0,
+     1},
+    {"reset",
+     "[OPTION...]",
      "Empty the storage directory (images, download cache), after checking that it is ch-image "
      "storage and the user's own.",
-     {}, 0, 0},
+     {},
+     0,
+     0},
 };
 
 cli::Spec command_spec(const Command& c) {
@@ -297,8 +313,8 @@ int cmd_gestalt(const cli::Parsed& p, const config::Config& cfg) {
 // What ch-image (or Charliecloud) keeps in storage; anything else means the
 // directory is not storage, and reset refuses to empty it.
 bool storage_entry(std::string_view n) {
-    for (const char* k : {"img", "dlcache", "ulcache", "mnt", "lock", "version", "bucache",
-                          "bularge", "imgtmp"})
+    for (const char* k :
+         {"img", "dlcache", "ulcache", "mnt", "lock", "version", "bucache", "bularge", "imgtmp"})
         if (n == k)
             return true;
     return false;

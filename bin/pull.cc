@@ -49,10 +49,10 @@ void catch_signals() {
 // Where the image goes.
 struct Output {
     bool to_file = false;
-    fs::path file;                                       // --output
-    image::Format format = image::Format::ch_image;      // tar or squash for a file
+    fs::path file;                                  // --output
+    image::Format format = image::Format::ch_image; // tar or squash for a file
     image::TarCompression comp = image::TarCompression::none;
-    std::string name;                                    // storage name otherwise
+    std::string name; // storage name otherwise
 };
 
 Output output_for(const cli::Parsed& p) {
@@ -75,7 +75,8 @@ Output output_for(const cli::Parsed& p) {
     if (const auto f = p.value("format")) {
         if (*f == "squash") {
             o.format = image::Format::squash;
-        } else if (const auto pf = image::parse_out_format(*f); pf && pf->format == image::Format::tar) {
+        } else if (const auto pf = image::parse_out_format(*f);
+                   pf && pf->format == image::Format::tar) {
             o.format = image::Format::tar;
             o.comp = pf->tar_comp.value_or(image::TarCompression::none);
         } else {
@@ -112,8 +113,8 @@ registry::Options options_for(const cli::Parsed& p, const config::Config& cfg) {
         o.tls_verify = false;
         log::verbose("TLS verification: off (from --tls-no-verify)");
     }
-    for (const auto& h : p.values.count("insecure") ? p.values.at("insecure")
-                                                     : std::vector<std::string>{}) {
+    for (const auto& h :
+         p.values.count("insecure") ? p.values.at("insecure") : std::vector<std::string>{}) {
         o.insecure.push_back(h);
         log::verbose("insecure registry: ", h, " (from --insecure)");
     }
@@ -246,8 +247,8 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
     std::uint64_t total = 0;
     for (const auto& l : m.layers) {
         if (!registry::is_layer_type(l.media_type))
-            fail("can't pull ", what, ": layer ", image::short_digest(l.digest),
-                 " has media type ", printable(l.media_type), ", which is not a tar layer");
+            fail("can't pull ", what, ": layer ", image::short_digest(l.digest), " has media type ",
+                 printable(l.media_type), ", which is not a tar layer");
         req.meta.layer_digests.push_back(l.digest);
         total += l.size;
     }
@@ -292,8 +293,8 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
     image::check_cancel(&interrupted);
     sink->commit();
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-    log::verbose("unpacked ", stats.pump.entries, " entries, ", human_bytes(stats.pump.bytes),
-                 "; ", stats.rules.whiteouts, " removed by whiteouts");
+    log::verbose("unpacked ", stats.pump.entries, " entries, ", human_bytes(stats.pump.bytes), "; ",
+                 stats.rules.whiteouts, " removed by whiteouts");
     log::info("pulled ", what, out.to_file ? cat(" to ", dest) : cat(" as ", printable(out.name)),
               " in ", static_cast<int>(took.count() * 10) / 10.0, " s");
     return 0;

@@ -13,10 +13,10 @@
 namespace ch::image {
 
 struct Metadata {
-    std::string ref;                 // as pulled, e.g. "127.0.0.1:5000/alpine:3.19"
-    std::string arch;                // "amd64", "arm64/v8" (with the config's variant)
-    std::vector<std::string> env;    // "NAME=VALUE", as the config lists them
-    std::string cwd;                 // WorkingDir; "" if unset
+    std::string ref;              // as pulled, e.g. "127.0.0.1:5000/alpine:3.19"
+    std::string arch;             // "amd64", "arm64/v8" (with the config's variant)
+    std::vector<std::string> env; // "NAME=VALUE", as the config lists them
+    std::string cwd;              // WorkingDir; "" if unset
     std::vector<std::string> entrypoint, cmd;
     std::map<std::string, std::string> labels;
     std::vector<std::string> volumes; // sorted
@@ -25,7 +25,7 @@ struct Metadata {
     std::string top_digest;           // what the tag pointed to: index or manifest
     std::string manifest_digest, config_digest;
     std::vector<std::string> layer_digests;
-    std::uint64_t history_len = 0;    // entries of the config's history (optional)
+    std::uint64_t history_len = 0; // entries of the config's history (optional)
 };
 
 // The largest config accepted (the registry client bounds the download too).

@@ -77,8 +77,8 @@ public:
         if (layers_.empty())
             return "an image without layers";
         const std::size_t i = std::min(layer_, layers_.size() - 1);
-        return cat("layer ", i + 1, " of ", layers_.size(), " (",
-                   short_digest(layers_[i].digest), ")");
+        return cat("layer ", i + 1, " of ", layers_.size(), " (", short_digest(layers_[i].digest),
+                   ")");
     }
 
 private:

@@ -70,8 +70,9 @@ void add_metadata(Sink& sink, UnpackRules& rules, const Metadata& meta, std::int
     for (const auto& d : dropped)
         log::warning("not writing to /ch/environment: ", quote_name(d));
     const std::string json = metadata_json(meta);
-    for (const auto& [name, data] : {std::pair<const char*, const std::string&>{"metadata.json", json},
-                                     {"environment", env}}) {
+    for (const auto& [name, data] :
+         {std::pair<const char*, const std::string&>{"metadata.json", json},
+          {"environment", env}}) {
         Entry f;
         f.path = cat(ch, "/", name);
         f.mode = 0644;

@@ -27,9 +27,9 @@ struct UnpackImageRequest {
 };
 
 struct UnpackImageStats {
-    PumpStats pump;      // summed over the layers
-    UnpackStats rules;   // what the rules did
-    std::int64_t mtime;  // newest mtime in the layers: what the image's own entries get
+    PumpStats pump;     // summed over the layers
+    UnpackStats rules;  // what the rules did
+    std::int64_t mtime; // newest mtime in the layers: what the image's own entries get
 };
 
 // Does not commit the sink. Errors name the layer and the entry.

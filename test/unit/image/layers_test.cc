@@ -46,7 +46,9 @@ std::vector<std::string> tree(const fs::path& root, bool keep_own = false) {
                           top == "dev" || top == "tmp" || top == "bin" || top == "usr" ||
                           rel == "etc" || rel == "etc/hosts" || rel == "etc/resolv.conf"))
             continue;
+
         struct stat st {};
+
         REQUIRE(::lstat(it->path().c_str(), &st) == 0);
         std::string line = rel;
         if (S_ISDIR(st.st_mode))
@@ -149,27 +151,25 @@ TEST_SUITE("image/layers") {
 
     TEST_CASE("layers: a later file replaces a directory tree, a later directory a file") {
         TempDir tmp;
-        const auto t = both(tmp, {
-                                     {{.name = "x/", .type = T::dir, .mode = 0755},
-                                      {.name = "x/in", .data = "i"},
-                                      {.name = "y", .data = "file"}},
-                                     {{.name = "x", .data = "now a file"},
-                                      {.name = "y/", .type = T::dir, .mode = 0700},
-                                      {.name = "y/z", .type = T::symlink, .mode = 0777,
-                                       .link = "../x"}},
-                                 });
+        const auto t =
+            both(tmp, {
+                          {{.name = "x/", .type = T::dir, .mode = 0755},
+                           {.name = "x/in", .data = "i"},
+                           {.name = "y", .data = "file"}},
+                          {{.name = "x", .data = "now a file"},
+                           {.name = "y/", .type = T::dir, .mode = 0700},
+                           {.name = "y/z", .type = T::symlink, .mode = 0777, .link = "../x"}},
+                      });
         CHECK(join(t, "|") == "x file 420 'now a file' links 1|y dir 448|y/z -> ../x");
     }
 
     TEST_CASE("layers: merged stream emits a directory once, with its last metadata") {
         TempDir tmp;
-        const auto layers =
-            write_layers(tmp, {
-                                  {{.name = "d/", .type = T::dir, .mode = 0700},
-                                   {.name = "d/a", .data = "a"}},
-                                  {{.name = "d/", .type = T::dir, .mode = 0755},
-                                   {.name = "d/b", .data = "b"}},
-                              });
+        const auto layers = write_layers(
+            tmp, {
+                     {{.name = "d/", .type = T::dir, .mode = 0700}, {.name = "d/a", .data = "a"}},
+                     {{.name = "d/", .type = T::dir, .mode = 0755}, {.name = "d/b", .data = "b"}},
+                 });
         CHECK(merged_paths(layers) == Strings{"d/", "d/a", "d/b"});
         auto src = make_layers_source(layers);
         Entry e;
@@ -241,7 +241,9 @@ TEST_SUITE("image/layers") {
             parse_metadata_json(test::slurp(tmp / "img/ch/metadata.json"), "metadata.json");
         CHECK(m.config_digest == "sha256:cfg");
         CHECK(fs::is_directory(tmp / "img/mnt/0"));
+
         struct stat s {};
+
         REQUIRE(::stat((tmp / "img/ch/environment").c_str(), &s) == 0);
         CHECK(s.st_mtime == 1600000000);
     }

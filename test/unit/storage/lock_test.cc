@@ -2,9 +2,10 @@
 // is released when its holder dies, even by SIGKILL.
 #include <csignal>
 
-#include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <doctest/doctest.h>
 
 #include "../image/fixtures.hh"
 #include "storage/lock.hh"
@@ -27,7 +28,9 @@ TEST_SUITE("storage/lock") {
             CHECK(!StorageLock::held_by_other(tmp.path(), LockMode::shared));
             CHECK(StorageLock::held_by_other(tmp.path(), LockMode::exclusive));
         }
+
         struct stat st {};
+
         REQUIRE(::stat((tmp / "lock").c_str(), &st) == 0);
         CHECK((st.st_mode & 07777) == 0600);
     }
