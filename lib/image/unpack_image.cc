@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "image/formats.hh"
 #include "image/unpack_rules.hh"
@@ -35,6 +36,27 @@ public:
 private:
     const std::string& data_;
     std::size_t pos_ = 0;
+};
+
+// A layer's tar source under the name users know it by, for the progress
+// line and for messages: "layer 2 of 6 (sha256:1a2b3c4d5e6f)".
+class NamedLayer final : public Source {
+public:
+    NamedLayer(std::unique_ptr<Source> inner, std::string name)
+        : inner_(std::move(inner))
+        , name_(std::move(name)) {}
+
+    bool next(Entry& e) override { return inner_->next(e); }
+
+    std::size_t read(void* buf, std::size_t n) override { return inner_->read(buf, n); }
+
+    void rewind() override { inner_->rewind(); }
+
+    std::string describe() const override { return name_; }
+
+private:
+    std::unique_ptr<Source> inner_;
+    std::string name_;
 };
 
 void add_own(Sink& sink, UnpackRules& rules, Entry e, const std::string& data,
@@ -115,10 +137,11 @@ UnpackImageStats unpack_image(const UnpackImageRequest& req, Sink& sink, const s
     } else {
         for (std::size_t i = 0; i < req.layers.size(); i++) {
             rules.begin_layer();
-            auto src = make_tar_source(req.layers[i].path);
-            log::debug("unpacking layer ", i + 1, " of ", req.layers.size(), " (",
-                       short_digest(req.layers[i].digest), ")");
-            add_stats(pump(*src, sink, rules, dest, cancel));
+            NamedLayer src(make_tar_source(req.layers[i].path),
+                           cat("layer ", i + 1, " of ", req.layers.size(), " (",
+                               short_digest(req.layers[i].digest), ")"));
+            log::debug("unpacking ", src.describe());
+            add_stats(pump(src, sink, rules, dest, cancel));
         }
     }
     check_cancel(cancel);
