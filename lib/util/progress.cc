@@ -194,7 +194,7 @@ void TransferMeter::draw(bool force) {
                    describe(i.got, i.size, since(i.started), i.got - i.already), "\n");
         lines++;
     }
-    out += cat(log::program(), ": ", label_, " total ", finished, "/", items_.size(), "  ",
+    out += cat(log::program(), ": ", label_, "s done ", finished, "/", items_.size(), "  ",
                describe(got, total, since(start_), this_run), "\n");
     lines++;
     put(out);
