@@ -25,7 +25,17 @@ struct PathEvents {
     int opaque = -1;   // ".wh..wh..opq" inside it hid what lower layers put under it
     int nondir = -1;   // a file, symlink or hard link was written at it
     int dir = -1;      // a directory was written at it
-    Entry last_dir;    // the metadata of that last directory
+};
+
+// The metadata of the last directory entry at a path: what a layer-by-layer
+// unpack leaves, and so what the one emitted directory entry gets. Kept
+// apart from PathEvents, which every path has, to keep the index small.
+struct DirMeta {
+    mode_t mode = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::int64_t mtime = 0;
+    std::vector<Xattr> xattrs;
 };
 
 std::string join_path(const std::vector<std::string>& comps, std::size_t n) {
@@ -128,9 +138,8 @@ private:
     }
 
     void note_dir(const std::string& path, int layer, const Entry& e) {
-        PathEvents& ev = events_[path];
-        ev.dir = layer;
-        ev.last_dir = e;
+        events_[path].dir = layer;
+        dirs_[path] = DirMeta{e.mode, e.uid, e.gid, e.mtime, e.xattrs};
     }
 
     const PathEvents* find(const std::string& path) const {
@@ -170,7 +179,7 @@ private:
         if (is_dir) {
             if (!dirs_emitted_.insert(path).second)
                 return false;
-            const Entry& last = find(path)->last_dir;
+            const DirMeta& last = dirs_.at(path);
             e.mode = last.mode;
             e.uid = last.uid;
             e.gid = last.gid;
@@ -194,6 +203,7 @@ private:
     std::string strip_top_;
     Cancel cancel_;
     std::map<std::string, PathEvents> events_;
+    std::map<std::string, DirMeta> dirs_;
     std::set<std::string> dirs_emitted_;
     std::size_t layer_ = 0;
     std::unique_ptr<Source> cur_;
