@@ -1,8 +1,13 @@
 // pull.cc: see pull.hh.
 #include "pull.hh"
 
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -131,11 +136,32 @@ registry::Options options_for(const cli::Parsed& p, const config::Config& cfg) {
     return o;
 }
 
-// Draws the transfer bars from the client's callbacks.
+// Layers as they arrive: the client's callbacks draw the transfer bars and
+// say which blobs are complete, so that unpacking can start on the first
+// layers while the later ones are still being fetched.
 class Bars final : public registry::Progress {
 public:
     explicit Bars(TransferMeter& m)
         : m_(m) {}
+
+    // Until the blob is in the cache, or the fetch has ended (rethrowing its
+    // error).
+    void wait_for(const std::string& digest) {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return done_.count(digest) > 0 || ended_; });
+        if (done_.count(digest) > 0)
+            return;
+        if (error_)
+            std::rethrow_exception(error_);
+        fail("internal error: layer ", digest, " was not fetched");
+    }
+
+    void end(std::exception_ptr error) {
+        const std::lock_guard<std::mutex> hold(mu_);
+        ended_ = true;
+        error_ = std::move(error);
+        cv_.notify_all();
+    }
 
     void begin(const registry::Blob& b, std::uint64_t already) override {
         m_.begin(image::short_digest(b.digest), already);
@@ -145,7 +171,12 @@ public:
         m_.advance(image::short_digest(b.digest), n);
     }
 
-    void done(const registry::Blob& b) override { m_.done(image::short_digest(b.digest)); }
+    void done(const registry::Blob& b) override {
+        m_.done(image::short_digest(b.digest));
+        const std::lock_guard<std::mutex> hold(mu_);
+        done_.insert(b.digest);
+        cv_.notify_all();
+    }
 
     void retry(const registry::Blob& b, std::string_view why) override {
         m_.retry(image::short_digest(b.digest), why);
@@ -153,6 +184,49 @@ public:
 
 private:
     TransferMeter& m_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::set<std::string> done_;
+    bool ended_ = false;
+    std::exception_ptr error_;
+};
+
+// client.fetch on its own thread (the Client is used by nothing else
+// meanwhile). Destroying it waits for the fetch to end: the layers still
+// coming go into the cache for next time.
+class Fetch {
+public:
+    Fetch(registry::Client& client, const registry::Reference& ref,
+          const std::vector<registry::Blob>& layers, storage::BlobCache& cache, Bars& bars)
+        : bars_(bars)
+        , thread_([&client, &ref, &layers, &cache, &bars] {
+            std::exception_ptr error;
+            try {
+                client.fetch(ref, layers, cache, bars);
+            } catch (...) {
+                error = std::current_exception();
+            }
+            bars.end(error);
+        }) {}
+
+    Fetch(const Fetch&) = delete;
+    Fetch& operator=(const Fetch&) = delete;
+
+    ~Fetch() {
+        if (thread_.joinable())
+            thread_.join();
+    }
+
+    // Wait for the end; rethrow the fetch's error.
+    void finish(const std::vector<registry::Blob>& layers) {
+        thread_.join();
+        for (const auto& l : layers)
+            bars_.wait_for(l.digest);
+    }
+
+private:
+    Bars& bars_;
+    std::thread thread_;
 };
 
 // The storage's own files besides img/ and dlcache/ (Charliecloud's layout).
@@ -257,20 +331,31 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
         log::warning(what, " is for ", printable(config_arch), ", not ", opts.arch);
     log::verbose(m.layers.size(), " layers, ", human_bytes(total));
 
-    {
-        TransferMeter meter("layer");
-        for (const auto& l : m.layers)
-            meter.add(image::short_digest(l.digest), l.size);
-        Bars bars(meter);
-        client.fetch(ref, m.layers, cache, bars);
-    }
-    const auto counts = client.request_counts();
-    log::verbose("requests: ", counts.count("GET") ? counts.at("GET") : 0, " GET, ",
-                 counts.count("HEAD") ? counts.at("HEAD") : 0, " HEAD");
-
     for (const auto& l : m.layers)
         req.layers.push_back({cache.path(l.digest), l.digest});
-    catch_signals();
+    TransferMeter meter("layer");
+    for (const auto& l : m.layers)
+        meter.add(image::short_digest(l.digest), l.size);
+    Bars bars(meter);
+    // Until the fetch ends, SIGINT and SIGTERM keep their default action
+    // (the end of the process, which leaves nothing visible: see pull.hh);
+    // after it, they cancel the unpacking, which then removes its staging.
+    bool fetched = false;
+    auto fetch_done = [&] {
+        const auto counts = client.request_counts();
+        log::verbose("requests: ", counts.count("GET") ? counts.at("GET") : 0, " GET, ",
+                     counts.count("HEAD") ? counts.at("HEAD") : 0, " HEAD");
+        catch_signals();
+        fetched = true;
+    };
+    Fetch fetch(client, ref, m.layers, cache, bars);
+    req.wait_for_layer = [&](std::size_t i) {
+        bars.wait_for(m.layers[i].digest);
+        if (i + 1 == m.layers.size() && !fetched) {
+            fetch.finish(m.layers);
+            fetch_done();
+        }
+    };
     std::unique_ptr<image::Sink> sink;
     std::string dest;
     if (out.to_file) {
@@ -289,6 +374,10 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
         if (dynamic_cast<image::Interrupted*>(&e) == nullptr)
             e.add_context(cat("can't pull ", what));
         throw;
+    }
+    if (!fetched) { // an image without layers
+        fetch.finish(m.layers);
+        fetch_done();
     }
     image::check_cancel(&interrupted);
     sink->commit();

@@ -112,8 +112,10 @@ UnpackImageStats unpack_image(const UnpackImageRequest& req, Sink& sink, const s
     {
         // Charliecloud's tarbomb rule looks at every layer together.
         TarbombProbe probe;
-        for (const auto& l : req.layers) {
-            auto src = make_tar_source(l.path);
+        for (std::size_t i = 0; i < req.layers.size(); i++) {
+            if (req.wait_for_layer)
+                req.wait_for_layer(i);
+            auto src = make_tar_source(req.layers[i].path);
             probe_tarbomb(*src, probe, cancel);
             if (!probe.wrapper())
                 break;
@@ -132,11 +134,15 @@ UnpackImageStats unpack_image(const UnpackImageRequest& req, Sink& sink, const s
         st.pump.newest_mtime = std::max(st.pump.newest_mtime, p.newest_mtime);
     };
     if (req.merged) {
+        for (std::size_t i = 0; req.wait_for_layer && i < req.layers.size(); i++)
+            req.wait_for_layer(i);
         auto src = make_layers_source(req.layers, opts.strip_top, cancel);
         add_stats(pump(*src, sink, rules, dest, cancel));
     } else {
         for (std::size_t i = 0; i < req.layers.size(); i++) {
             rules.begin_layer();
+            if (req.wait_for_layer)
+                req.wait_for_layer(i);
             NamedLayer src(make_tar_source(req.layers[i].path),
                            cat("layer ", i + 1, " of ", req.layers.size(), " (",
                                short_digest(req.layers[i].digest), ")"));

@@ -4,6 +4,7 @@
 // pull, into storage and straight to a tar or SquashFS file.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ struct UnpackImageRequest {
     // hidden data. A directory sink takes the layers one by one, which
     // resolves whiteouts through symlinked parents too.
     bool merged = false;
+    // If set, called before layer i (index into layers) is first opened, and
+    // returns once its file is complete: a pull unpacks the first layers
+    // while later ones are still being fetched. It throws to abort.
+    std::function<void(std::size_t)> wait_for_layer;
 };
 
 struct UnpackImageStats {
