@@ -338,7 +338,7 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
         meter.add(image::short_digest(l.digest), l.size);
     Bars bars(meter);
     // Until the fetch ends, SIGINT and SIGTERM keep their default action
-    // (the end of the process, which leaves nothing visible: see pull.hh);
+    // (the end of the process, which leaves nothing visible: pull.hh says why);
     // after it, they cancel the unpacking, which then removes its staging.
     bool fetched = false;
     auto fetch_done = [&] {
