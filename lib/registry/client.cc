@@ -110,9 +110,9 @@ std::string url_escape(std::string_view s) {
     return out;
 }
 
-// Backoff before retry number n (1-based): 1, 2, 4, 8, 16, 30, 30 ... s.
+// Backoff before retry number n (1-based): 0.5, 1, 2, 4, 8, 16, 30, 30 ... s.
 std::chrono::milliseconds backoff(int n) {
-    const double s = std::min(30.0, std::pow(2.0, n - 1));
+    const double s = std::min(30.0, std::pow(2.0, n - 2));
     return std::chrono::milliseconds(static_cast<long long>(s * 1000));
 }
 
@@ -386,7 +386,8 @@ struct Client::Impl {
             } else {
                 return ex;
             }
-            if (retries >= opts.retries) {
+            // A mirror gets one retry: the registry itself is the fallback.
+            if (retries >= (src.mirror ? std::min(1, opts.retries) : opts.retries)) {
                 if (ex.result != CURLE_OK)
                     transport_failure(ex, cat(src.host, " (after ", retries + 1, " tries)"));
                 return ex;

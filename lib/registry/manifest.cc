@@ -49,7 +49,7 @@ Blob parse_descriptor(const json& j, std::string_view what) {
     b.digest = get_string(j, "digest", what);
     if (!is_digest(b.digest))
         fail(what, " has an unsupported digest '", printable(b.digest.substr(0, 80)),
-             "' (only sha256 is supported)");
+             "' (not sha256: and 64 lower-case hex digits)");
     const auto size = j.find("size");
     if (size == j.end() || !size->is_number_unsigned())
         fail(what, " has no size");
