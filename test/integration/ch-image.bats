@@ -354,3 +354,22 @@ assert len(m["digests"]["layers"]) == 1, m
     assert_status 31
     assert_output_has "unreachable"
 }
+
+@test "every runnable test image: pulled, then ch-run NAME runs a command and reads a file" {
+    local repo name
+    for repo in $reg_runnable; do
+        # The benchmark-size images only in the full scope: 400 MB each.
+        if [[ $repo == img/multi || $repo == img/multi-zstd ]]; then
+            [[ ${CH_TEST_SCOPE:-standard} == full ]] || continue
+        fi
+        name=${repo//\//-}
+        run env CH_IMAGE_USERNAME="$reg_user" CH_IMAGE_PASSWORD="$reg_password" \
+            "$ch_bin/ch-image" pull "$reg_token/$repo" "$name"
+        assert_status 0
+        run ch-run "$name" -- /bin/true
+        assert_status 0
+        run ch-run "$name" -- cat /ch/metadata.json
+        assert_status 0
+        assert_output_has "\"ref\": \"$reg_token/$repo:latest\""
+    done
+}
