@@ -449,6 +449,16 @@ struct Client::Impl {
         if (is_digest(version) && f.digest != version)
             raise(ErrorKind::digest_mismatch,
                   cat("manifest ", version, " from ", src.host, " hashes to ", f.digest));
+        // Schema 1 first: its digest header covers the payload without the
+        // signature, so the check below would misreport it as tampering.
+        try {
+            manifest_kind(f.raw, f.content_type);
+        } catch (RegistryError&) {
+            throw;
+        } catch (Error& e) {
+            raise(ErrorKind::protocol,
+                  cat("manifest ", printable(version), " from ", src.host, ": ", e.what()));
+        }
         const auto said = ex.header("docker-content-digest");
         if (!said.empty() && is_digest(said) && said != f.digest)
             raise(ErrorKind::digest_mismatch,
@@ -552,11 +562,33 @@ std::map<std::string, int> Client::request_counts() const {
     return impl_->counts;
 }
 
+namespace {
+
+// The messages say which pull failed, as CONTRACT-registry.md promises.
+template <typename F>
+auto in_context(const Reference& ref, F&& f) {
+    try {
+        return f();
+    } catch (RegistryError& e) {
+        e.add_context(cat("can't pull ", printable(ref.familiar())));
+        throw;
+    }
+}
+
+} // namespace
+
 Manifest Client::resolve(const Reference& ref) {
-    return impl_->with_sources(ref, [&](const Source& s) { return impl_->resolve_from(s, ref); });
+    return in_context(ref, [&] {
+        return impl_->with_sources(ref,
+                                   [&](const Source& s) { return impl_->resolve_from(s, ref); });
+    });
 }
 
 std::optional<std::string> Client::head_digest(const Reference& ref) {
+    return in_context(ref, [&] { return head_digest_(ref); });
+}
+
+std::optional<std::string> Client::head_digest_(const Reference& ref) {
     return impl_->with_sources(ref, [&](const Source& src) -> std::optional<std::string> {
         auto ex = impl_->request(src, ref, cat("/manifests/", ref.version()), "HEAD",
                                  {cat("Accept: ", manifest_accept())}, 0);
@@ -572,6 +604,10 @@ std::optional<std::string> Client::head_digest(const Reference& ref) {
 }
 
 std::string Client::fetch_small(const Reference& ref, const Blob& blob, std::size_t max) {
+    return in_context(ref, [&] { return fetch_small_(ref, blob, max); });
+}
+
+std::string Client::fetch_small_(const Reference& ref, const Blob& blob, std::size_t max) {
     if (!is_digest(blob.digest))
         raise(ErrorKind::protocol, cat("bad digest '", printable(blob.digest.substr(0, 80)), "'"));
     if (blob.size > max)
@@ -602,9 +638,11 @@ std::string Client::fetch_small(const Reference& ref, const Blob& blob, std::siz
 
 void Client::fetch(const Reference& ref, const std::vector<Blob>& blobs, storage::BlobCache& cache,
                    Progress& progress) {
-    impl_->with_sources(ref, [&](const Source& src) {
-        impl_->fetch_blobs(src, ref, blobs, cache, progress);
-        return 0;
+    in_context(ref, [&] {
+        return impl_->with_sources(ref, [&](const Source& src) {
+            impl_->fetch_blobs(src, ref, blobs, cache, progress);
+            return 0;
+        });
     });
 }
 
