@@ -432,6 +432,42 @@ struct Client::Impl {
         raise(ErrorKind::protocol, cat(where, ": ", status_text(ex), says));
     }
 
+    // A manifest's 404: registries often say MANIFEST_UNKNOWN for a missing
+    // repository too (Distribution 2.8 does), so the tag list decides which.
+    [[noreturn]] void manifest_failure(const http::Exchange& ex, const Source& src,
+                                       const Reference& ref, const std::string& version) {
+        std::string code;
+        const auto says = registry_says(ex, &code);
+        if (ex.status == 404 && code != "NAME_UNKNOWN") {
+            std::string tags;
+            try {
+                auto t = request(src, ref, "/tags/list?n=20", "GET", {}, 64 << 10);
+                std::string tcode;
+                const auto tsays = registry_says(t, &tcode);
+                if (t.result == CURLE_OK &&
+                    (tcode == "NAME_UNKNOWN" || (t.status == 404 && tcode.empty())))
+                    raise(ErrorKind::name_unknown,
+                          cat(printable(ref.path), " at ", src.host, tsays));
+                if (t.result == CURLE_OK && t.status == 200) {
+                    const auto j = nlohmann::json::parse(t.body, nullptr, false);
+                    if (j.is_object() && j.contains("tags") && j["tags"].is_array())
+                        for (const auto& tag : j["tags"])
+                            if (tag.is_string() && tags.size() < 300)
+                                tags += cat(tags.empty() ? "" : ", ",
+                                            printable(tag.get<std::string>()));
+                }
+            } catch (RegistryError& e) {
+                if (e.kind() == ErrorKind::name_unknown)
+                    throw;
+                // Anything else: the manifest's own 404 is the answer.
+            }
+            raise(ErrorKind::manifest_unknown,
+                  cat(printable(ref.path), ":", printable(version), " at ", src.host, says,
+                      tags.empty() ? "" : cat("; tags there include: ", tags)));
+        }
+        http_failure(ex, src, ref, cat("manifest ", printable(version)));
+    }
+
     // Fetch a manifest (or index) by tag or digest, checked, from src.
     struct Fetched {
         std::string raw, content_type, digest;
@@ -443,7 +479,7 @@ struct Client::Impl {
         if (ex.result != CURLE_OK)
             transport_failure(ex, src.host);
         if (ex.status != 200)
-            http_failure(ex, src, ref, cat("manifest ", printable(version)));
+            manifest_failure(ex, src, ref, version);
         Fetched f{std::move(ex.body), ex.header("content-type"), {}};
         f.digest = storage::sha256_digest(f.raw);
         if (is_digest(version) && f.digest != version)
@@ -595,7 +631,7 @@ std::optional<std::string> Client::head_digest_(const Reference& ref) {
         if (ex.result != CURLE_OK)
             impl_->transport_failure(ex, src.host);
         if (ex.status != 200)
-            impl_->http_failure(ex, src, ref, cat("manifest ", printable(ref.version())));
+            impl_->manifest_failure(ex, src, ref, ref.version());
         const auto d = ex.header("docker-content-digest");
         if (is_digest(d))
             return d;

@@ -115,8 +115,12 @@ PY
     assert_status 31
     assert_output_has "unknown tag"
     assert_output_has "MANIFEST_UNKNOWN"
+    assert_output_has "tags there include: latest"
+    # Distribution says MANIFEST_UNKNOWN for a missing repository too; the
+    # tag list tells them apart.
     run ch-image pull "$reg_tls/img/nosuchrepo" one
     assert_status 31
+    assert_output_has "unknown repository"
     assert_output_has "NAME_UNKNOWN"
     # 429 beyond the retries: rate-limited, with the registry's message.
     reg_proxy_start "http://$reg_http" '{"rules":[{"match":"/manifests/","action":"429","retry_after":0}]}'
