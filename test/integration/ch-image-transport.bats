@@ -47,7 +47,10 @@ teardown() {
     assert_output_lacks "$reg_password"
     grep -qiF "Authorization: Bearer ***" <<<"$output"
     # No token value anywhere: every Bearer the trace shows is masked.
-    ! grep -iE 'authorization: Bearer [^*]' <<<"$output"
+    if grep -iE 'authorization: Bearer [^*]' <<<"$output"; then
+        echo "a bearer token was printed" >&2
+        return 1
+    fi
     # Manifest, config and layer used the same token: one issuer request.
     after=$(wc -l < "$log")
     echo "issuer requests: $((after - before))"
