@@ -285,7 +285,7 @@ struct Client::Impl {
         if (creds)
             ex.authorization = "Basic " + base64(cat(creds->username, ":", creds->password));
         ex.max_body = 1 << 20;
-        log::verbose("getting a ", creds ? "" : "anonymous ", "token for ", printable(scope),
+        log::verbose("getting ", creds ? "a " : "an anonymous ", "token for ", printable(scope),
                      " from ", printable(realm));
         for (int attempt = 0;; ++attempt) {
             perform(ex);
