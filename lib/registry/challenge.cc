@@ -194,22 +194,24 @@ std::string oci_error_message(std::string_view body, std::string* first_code) {
 std::string mask_header(std::string_view line) {
     while (!line.empty() && (line.back() == '\r' || line.back() == '\n'))
         line.remove_suffix(1);
-    const auto colon = line.find(':');
-    if (colon != std::string_view::npos) {
-        const std::string name = lower(line.substr(0, colon));
-        if (name == "authorization" || name == "proxy-authorization" || name == "cookie" ||
-            name == "set-cookie") {
-            // Keep the scheme ("Bearer", "Basic"): it helps and is no secret.
-            auto value = line.substr(colon + 1);
-            while (!value.empty() && value.front() == ' ')
-                value.remove_prefix(1);
-            const auto space = value.find(' ');
-            const bool has_scheme =
-                name.ends_with("authorization") && space != std::string_view::npos;
-            return printable(cat(line.substr(0, colon), ": ",
-                                 has_scheme ? value.substr(0, space) : "", has_scheme ? " " : "",
-                                 "***"));
-        }
+    // Anywhere in the line: libcurl's HTTP/2 trace shows request headers as
+    // text ("h2h3 [authorization: Basic ...]"), not only as header lines.
+    const std::string low = lower(line);
+    for (std::string_view key :
+         {"proxy-authorization:", "authorization:", "set-cookie:", "cookie:"}) {
+        const auto pos = low.find(key);
+        if (pos == std::string::npos)
+            continue;
+        auto value = line.substr(pos + key.size());
+        while (!value.empty() && value.front() == ' ')
+            value.remove_prefix(1);
+        // Keep the scheme ("Bearer", "Basic"): it helps and is no secret.
+        std::string_view scheme;
+        if (key.ends_with("authorization:"))
+            if (const auto space = value.find(' '); space != std::string_view::npos)
+                scheme = value.substr(0, space);
+        return printable(cat(line.substr(0, pos + key.size()), " ", scheme,
+                             scheme.empty() ? "" : " ", "***", line.ends_with(']') ? "]" : ""));
     }
     return printable(line);
 }

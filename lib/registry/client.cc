@@ -285,7 +285,7 @@ struct Client::Impl {
         if (creds)
             ex.authorization = "Basic " + base64(cat(creds->username, ":", creds->password));
         ex.max_body = 1 << 20;
-        log::verbose("getting a ", creds ? "" : "anonymous ", "token for ", printable(scope),
+        log::verbose("getting ", creds ? "a " : "an anonymous ", "token for ", printable(scope),
                      " from ", printable(realm));
         for (int attempt = 0;; ++attempt) {
             perform(ex);
@@ -432,6 +432,42 @@ struct Client::Impl {
         raise(ErrorKind::protocol, cat(where, ": ", status_text(ex), says));
     }
 
+    // A manifest's 404: registries often say MANIFEST_UNKNOWN for a missing
+    // repository too (Distribution 2.8 does), so the tag list decides which.
+    [[noreturn]] void manifest_failure(const http::Exchange& ex, const Source& src,
+                                       const Reference& ref, const std::string& version) {
+        std::string code;
+        const auto says = registry_says(ex, &code);
+        if (ex.status == 404 && code != "NAME_UNKNOWN") {
+            std::string tags;
+            try {
+                auto t = request(src, ref, "/tags/list?n=20", "GET", {}, 64 << 10);
+                std::string tcode;
+                const auto tsays = registry_says(t, &tcode);
+                if (t.result == CURLE_OK &&
+                    (tcode == "NAME_UNKNOWN" || (t.status == 404 && tcode.empty())))
+                    raise(ErrorKind::name_unknown,
+                          cat(printable(ref.path), " at ", src.host, tsays));
+                if (t.result == CURLE_OK && t.status == 200) {
+                    const auto j = nlohmann::json::parse(t.body, nullptr, false);
+                    if (j.is_object() && j.contains("tags") && j["tags"].is_array())
+                        for (const auto& tag : j["tags"])
+                            if (tag.is_string() && tags.size() < 300)
+                                tags += cat(tags.empty() ? "" : ", ",
+                                            printable(tag.get<std::string>()));
+                }
+            } catch (RegistryError& e) {
+                if (e.kind() == ErrorKind::name_unknown)
+                    throw;
+                // Anything else: the manifest's own 404 is the answer.
+            }
+            raise(ErrorKind::manifest_unknown,
+                  cat(printable(ref.path), ":", printable(version), " at ", src.host, says,
+                      tags.empty() ? "" : cat("; tags there include: ", tags)));
+        }
+        http_failure(ex, src, ref, cat("manifest ", printable(version)));
+    }
+
     // Fetch a manifest (or index) by tag or digest, checked, from src.
     struct Fetched {
         std::string raw, content_type, digest;
@@ -443,12 +479,22 @@ struct Client::Impl {
         if (ex.result != CURLE_OK)
             transport_failure(ex, src.host);
         if (ex.status != 200)
-            http_failure(ex, src, ref, cat("manifest ", printable(version)));
+            manifest_failure(ex, src, ref, version);
         Fetched f{std::move(ex.body), ex.header("content-type"), {}};
         f.digest = storage::sha256_digest(f.raw);
         if (is_digest(version) && f.digest != version)
             raise(ErrorKind::digest_mismatch,
                   cat("manifest ", version, " from ", src.host, " hashes to ", f.digest));
+        // Schema 1 first: its digest header covers the payload without the
+        // signature, so the check below would misreport it as tampering.
+        try {
+            manifest_kind(f.raw, f.content_type);
+        } catch (RegistryError&) {
+            throw;
+        } catch (Error& e) {
+            raise(ErrorKind::protocol,
+                  cat("manifest ", printable(version), " from ", src.host, ": ", e.what()));
+        }
         const auto said = ex.header("docker-content-digest");
         if (!said.empty() && is_digest(said) && said != f.digest)
             raise(ErrorKind::digest_mismatch,
@@ -552,18 +598,40 @@ std::map<std::string, int> Client::request_counts() const {
     return impl_->counts;
 }
 
+namespace {
+
+// The messages say which pull failed, as CONTRACT-registry.md promises.
+template <typename F>
+auto in_context(const Reference& ref, F&& f) {
+    try {
+        return f();
+    } catch (RegistryError& e) {
+        e.add_context(cat("can't pull ", printable(ref.familiar())));
+        throw;
+    }
+}
+
+} // namespace
+
 Manifest Client::resolve(const Reference& ref) {
-    return impl_->with_sources(ref, [&](const Source& s) { return impl_->resolve_from(s, ref); });
+    return in_context(ref, [&] {
+        return impl_->with_sources(ref,
+                                   [&](const Source& s) { return impl_->resolve_from(s, ref); });
+    });
 }
 
 std::optional<std::string> Client::head_digest(const Reference& ref) {
+    return in_context(ref, [&] { return head_digest_(ref); });
+}
+
+std::optional<std::string> Client::head_digest_(const Reference& ref) {
     return impl_->with_sources(ref, [&](const Source& src) -> std::optional<std::string> {
         auto ex = impl_->request(src, ref, cat("/manifests/", ref.version()), "HEAD",
                                  {cat("Accept: ", manifest_accept())}, 0);
         if (ex.result != CURLE_OK)
             impl_->transport_failure(ex, src.host);
         if (ex.status != 200)
-            impl_->http_failure(ex, src, ref, cat("manifest ", printable(ref.version())));
+            impl_->manifest_failure(ex, src, ref, ref.version());
         const auto d = ex.header("docker-content-digest");
         if (is_digest(d))
             return d;
@@ -572,6 +640,10 @@ std::optional<std::string> Client::head_digest(const Reference& ref) {
 }
 
 std::string Client::fetch_small(const Reference& ref, const Blob& blob, std::size_t max) {
+    return in_context(ref, [&] { return fetch_small_(ref, blob, max); });
+}
+
+std::string Client::fetch_small_(const Reference& ref, const Blob& blob, std::size_t max) {
     if (!is_digest(blob.digest))
         raise(ErrorKind::protocol, cat("bad digest '", printable(blob.digest.substr(0, 80)), "'"));
     if (blob.size > max)
@@ -602,9 +674,11 @@ std::string Client::fetch_small(const Reference& ref, const Blob& blob, std::siz
 
 void Client::fetch(const Reference& ref, const std::vector<Blob>& blobs, storage::BlobCache& cache,
                    Progress& progress) {
-    impl_->with_sources(ref, [&](const Source& src) {
-        impl_->fetch_blobs(src, ref, blobs, cache, progress);
-        return 0;
+    in_context(ref, [&] {
+        return impl_->with_sources(ref, [&](const Source& src) {
+            impl_->fetch_blobs(src, ref, blobs, cache, progress);
+            return 0;
+        });
     });
 }
 

@@ -136,6 +136,9 @@ public:
     struct Impl;
 
 private:
+    std::optional<std::string> head_digest_(const Reference& ref);
+    std::string fetch_small_(const Reference& ref, const Blob& blob, std::size_t max);
+
     std::unique_ptr<Impl> impl_;
 };
 

@@ -106,5 +106,9 @@ TEST_CASE("secrets are masked in traces") {
     CHECK(mask_header("Authorization: sekrit") == "Authorization: ***");
     CHECK(mask_header("Set-Cookie: session=abc") == "Set-Cookie: ***");
     CHECK(mask_header("Content-Length: 12") == "Content-Length: 12");
+    // libcurl's HTTP/2 trace shows request headers as text.
+    CHECK(mask_header("h2h3 [authorization: Basic dXNlcjpwYXNz]") ==
+          "h2h3 [authorization: Basic ***]");
+    CHECK(mask_header("h2h3 [cookie: a=b]") == "h2h3 [cookie: ***]");
     CHECK(mask_header("X: \x1b[2J").find('\x1b') == std::string::npos);
 }
