@@ -214,9 +214,13 @@ if [[ " ${tools[*]} " == *" ours "* ]]; then
         bench_fmt ' peak RSS %.1f MiB (<= 64) %s\n' "$(bench_div "${rss[ours]:-nan}" 1024)" "$vm"
         bench_summary "$(bench_fmt 'pull     as %-7s ours/%s %.3f %s, RSS %.1f MiB %s' "$user" "$fastest" \
             "$r_best" "$v" "$(bench_div "${rss[ours]:-nan}" 1024)" "$vm")"
+        # CPU time (all processes of a run) is what a loaded machine
+        # disturbs least: compare it too.
         for peer_name in charliecloud skopeo+umoci; do
             [[ " ${tools[*]} " == *" $peer_name "* ]] || continue
-            bench_fmt '    ours / %-13s best %.3f\n' "$peer_name" "$(bench_div "$(best_s ours)" "$(best_s "$peer_name")")"
+            bench_fmt '    ours / %-13s wall best %.3f, cpu median %.3f\n' "$peer_name" \
+                "$(bench_div "$(best_s ours)" "$(best_s "$peer_name")")" \
+                "$(bench_paired "$out" ours "$peer_name" cpu ratio | bench_median)"
         done
     fi
     if [[ " ${tools[*]} " == *" ours-zstd "* ]]; then
@@ -267,6 +271,7 @@ if ((${#sq_cmds[@]} > 0)); then
         vm=$(bench_verdict "${rss[sq-ours]:-1e9}" "$goal_rss_kib")
         bench_fmt '  ours / charliecloud (pull + ch-convert): best %.3f  goal <= %.2f  %s; peak RSS %.1f MiB %s\n' \
             "$r" "$goal_squash" "$v" "$(bench_div "${rss[sq-ours]}" 1024)" "$vm"
+        bench_fmt '    cpu median %.3f\n' "$(bench_paired "$out" ours charliecloud cpu ratio | bench_median)"
         bench_summary "$(bench_fmt 'pull     as %-7s ours/charliecloud registry->squash %.3f %s, RSS %s' \
             "$user" "$r" "$v" "$vm")"
     fi
