@@ -69,7 +69,7 @@ $(B)/%.o: %.cc config.h
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 
 # ---- tools ------------------------------------------------------------------
-TOOLS := ch-run ch-checkns ch-convert
+TOOLS := ch-run ch-checkns ch-convert ch-image
 CLI_OBJS := $(B)/bin/cli.o
 
 # Each tool's archives (in link order) and system libraries. ch-run must not
@@ -90,6 +90,12 @@ ch-checkns_LIBS := $(call lib_a,run image storage util)
 ch-checkns_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(FUSE_LIBS) -lpthread
 ch-convert_LIBS := $(call lib_a,image storage util)
 ch-convert_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(FUSE_LIBS) -lpthread
+
+# ch-image: the registry client (libcurl, libcrypto) over the entry stream.
+ch-image_BINOBJS := $(B)/bin/pull.o
+ch-image_LIBS := $(call lib_a,registry image storage util)
+ch-image_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS) \
+                    $(YAML_LIBS) $(FUSE_LIBS) -lpthread
 
 # config.mk holds the link flags, so a reconfigured build relinks.
 define tool_rules

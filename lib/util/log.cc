@@ -2,6 +2,7 @@
 #include "util/log.hh"
 
 #include <chrono>
+#include <mutex>
 #include <vector>
 
 #include <unistd.h>
@@ -13,6 +14,8 @@ int level_ = 0;
 std::string program_ = "ch";
 std::vector<std::string> warnings_;
 std::chrono::steady_clock::time_point first_warning_;
+// ch-image fetches layers on one thread while it unpacks on another; both log.
+std::mutex mutex_;
 // Warnings older than this are printed again at the end: by then other
 // output may have scrolled them away.
 constexpr auto reprint_after = std::chrono::seconds(5);
@@ -57,6 +60,7 @@ void emit(Level l, const std::string& msg) {
         line += "warning: ";
     line += msg;
     line += '\n';
+    const std::lock_guard<std::mutex> hold(mutex_);
     if (l == Level::warning) {
         if (warnings_.empty())
             first_warning_ = std::chrono::steady_clock::now();
@@ -66,6 +70,7 @@ void emit(Level l, const std::string& msg) {
 }
 
 void reprint_warnings() {
+    const std::lock_guard<std::mutex> hold(mutex_);
     if (warnings_.empty() || !enabled(Level::warning) ||
         std::chrono::steady_clock::now() - first_warning_ < reprint_after)
         return;

@@ -13,7 +13,15 @@ for bin in bin/ch-*; do
         status=1
         continue
     fi
-    help_opts=$("$bin" --help | grep -oE '(^|[ ,])--[a-z0-9][a-z0-9-]*' | sed -E 's/^[ ,]//' | sort -u)
+    help=$("$bin" --help)
+    # ch-image has commands, each with its own --help; the man page's
+    # OPTIONS section documents them all.
+    if [[ $tool == ch-image ]]; then
+        for cmd in $("$bin" --help | awk '/^Commands:/{c=1; next} c && /^  [a-z]/{print $1} c && !/^  /{c=0}'); do
+            help+=$'\n'$("$bin" "$cmd" --help)
+        done
+    fi
+    help_opts=$(echo "$help" | grep -oE '(^|[ ,])--[a-z0-9][a-z0-9-]*' | sed -E 's/^[ ,]//' | sort -u)
     man_opts=$(awk '/^\.SH /{in_opts = ($2 == "OPTIONS")} in_opts' "$man" \
                | grep -oE '\\-\\-[a-z0-9]([a-z0-9]|\\-)*' | sed 's/\\-/-/g' | sort -u)
     missing_in_man=$(comm -23 <(echo "$help_opts") <(echo "$man_opts"))

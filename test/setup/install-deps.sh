@@ -19,6 +19,10 @@ declare -A pkgs=(
 )
 # test/fuzz/ (run briefly by check.sh) needs clang and its libFuzzer runtime.
 pkgs[test]+=" clang-14 libclang-rt-14-dev"
+# The registry fixtures (test/integration/fixtures/registry*) and the pull
+# benchmark: real registries, certificates, passwords, pushes, unpacks.
+pkgs[test]+=" docker-registry skopeo umoci apache2-utils openssl curl busybox-static"
+pkgs[bench]+=" docker-registry skopeo umoci apache2-utils openssl curl python3 zstd busybox-static"
 
 want=()
 for profile in "$@"; do

@@ -10,6 +10,41 @@ CH_TEST_ROOT=${CH_TEST_ROOT:-/var/tmp/ch-test.$(id -u)}
 export CH_TEST_ROOT
 
 ch_fuse_mode_saved=
+ch_registry=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/integration/fixtures/registry.sh
+
+# stage_exit: undo what stage_all set up for the run, however it ends.
+stage_exit() {
+    stop_registries
+    unmount_small_tmpfs
+    restore_fuse
+}
+
+# A 20 MiB tmpfs owned by the test user, for ch-image-faults.bats's full-disk
+# test in the unprivileged pass (the root pass mounts its own).
+ch_small_tmpfs() { echo "$CH_TEST_ROOT/tmpfs-20m"; }
+mount_small_tmpfs() {
+    [[ $(id -u) -eq 0 ]] || return 0
+    local m
+    m=$(ch_small_tmpfs)
+    mkdir -p "$m"
+    mount -t tmpfs -o "size=20m,mode=0700,uid=$(id -u "$ch_test_user"),gid=$(id -g "$ch_test_user")" \
+        tmpfs "$m" || echo "can't mount a tmpfs at $m: the full-disk test will skip as $ch_test_user"
+}
+unmount_small_tmpfs() {
+    local m
+    m=$(ch_small_tmpfs)
+    if mountpoint -q "$m" 2>/dev/null; then
+        umount "$m" || umount -l "$m"
+    fi
+}
+
+# The test registries (fixtures/registry.sh) run from the end of stage_all
+# until the run exits.
+stop_registries() {
+    if [[ -e $CH_TEST_ROOT/registry/env ]]; then
+        bash "$ch_registry" stop
+    fi
+}
 
 restore_fuse() {
     if [[ -n $ch_fuse_mode_saved ]]; then
@@ -21,6 +56,7 @@ restore_fuse() {
 stage_all() { # stage_all SCOPE
     local scope=$1 top
     top=$(pwd)
+    trap stage_exit EXIT
     if [[ $(id -u) -eq 0 ]]; then
         if ! id "$ch_test_user" >/dev/null 2>&1; then
             useradd --create-home --shell /bin/bash "$ch_test_user" || return 1
@@ -32,12 +68,14 @@ stage_all() { # stage_all SCOPE
         mode=$(stat -c %a /dev/fuse 2>/dev/null)
         if [[ -n $mode && $mode != 666 ]]; then
             ch_fuse_mode_saved=$mode
-            trap restore_fuse EXIT
             chmod 0666 /dev/fuse && echo "set /dev/fuse to mode 0666 for this run (was $mode)"
         fi
     else
         ch_test_user=$(id -un)
     fi
+    # A run cut short may have left the last run's registries up.
+    stop_registries
+    unmount_small_tmpfs
     rm -rf "$CH_TEST_ROOT"
     mkdir -p "$CH_TEST_ROOT"/{bin,img,suites} || return 1
     chmod 0755 "$CH_TEST_ROOT"
@@ -65,5 +103,9 @@ stage_all() { # stage_all SCOPE
     done
     chmod -R a+rX "$CH_TEST_ROOT"
     [[ -d $CH_TEST_ROOT/private ]] && chmod 0700 "$CH_TEST_ROOT/private"
+    mount_small_tmpfs
+    if [[ -e $CH_TEST_ROOT/registry/env ]]; then
+        bash "$ch_registry" start || return 1
+    fi
     cd "$top" || return 1
 }
