@@ -61,9 +61,10 @@ need_squash() {
 peers() {
     local n=$1 img=$2 i rc=0
     shift 2
-    local pids=()
+    local pids=() m=()
+    [[ $img == *.sqfs ]] && m=(-m "$mnt")
     for ((i = 0; i < n; i++)); do
-        ch-run --join-ct="$n" --join-tag="$tag" -m "$mnt" "$img" -- "$@" > "$out/$i" 2>&1 &
+        ch-run --join-ct="$n" --join-tag="$tag" "${m[@]}" "$img" -- "$@" > "$out/$i" 2>&1 &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
@@ -229,7 +230,7 @@ peers() {
 }
 
 @test 'ch-run-join: --join-pid enters a running container of the same user' {
-    ch-run "$ch_busybox" -- sleep 5 &
+    "$ch_bin/ch-run" "$ch_busybox" -- sleep 5 & # not the function: $! must be ch-run
     local pid=$!
     wait_until 5 in_container "$pid"
     run ch-run --join-pid="$pid" "$ch_busybox" -- readlink /proc/self/ns/mnt
@@ -244,7 +245,7 @@ peers() {
     assert_status 31
     assert_output_has "can't join pid $$: it is not in a container"
     if as_root; then
-        runuser -u nobody -- sleep 5 &
+        setpriv --reuid=nobody --regid=nogroup --clear-groups sleep 5 &
         local pid=$!
         wait_until 5 owned_by "$pid" "$(id -u nobody)"
         run ch-run --join-pid="$pid" "$ch_busybox" -- /bin/true
