@@ -132,3 +132,15 @@ EOF
     assert_status 31
     assert_output_has "$CH_CONFIG_SITE:3:12: bad pattern"
 }
+
+@test 'ch-run-config: the example site configuration (examples/site/config.yaml) works' {
+    local ex=$ch_img/../examples/site/config.yaml
+    [[ -e $ex ]] || skip "examples not staged (test/setup/stage.sh copies them)"
+    CH_CONFIG_SITE=$ex run ch-run -v "$ch_busybox" -- sh -c 'echo $OMPI_MCA_btl_vader_single_copy_mechanism'
+    assert_status 0
+    assert_output_has "config: bind /scratch -> /scratch (optional) from $ex:9:7"
+    assert_output_has "config: bind /local/$USER -> /local (optional) from $ex:11:7"
+    assert_output_has "config: pass UCX_* from $ex"
+    assert_output_has "config: join timeout 60 s from $ex:20:17"
+    assert_line_is -1 cma
+}
