@@ -30,6 +30,8 @@ namespace ch::run {
 
 namespace {
 
+constexpr const char* no_cma_var = "OMPI_MCA_btl_vader_single_copy_mechanism";
+
 std::vector<std::string> host_environment() {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; e++)
@@ -137,6 +139,11 @@ void run(const RunOptions& cli_opts) {
     RunOptions opts = cli_opts;
     apply_site_config(config::Config::load(), opts);
     PmixDirs pmix = PmixDirs::open(pmix_dirs_from_env());
+    // Cross-memory attach between ranks needs one user namespace: without
+    // --join each rank has its own, so Open MPI's probe could only fail, with
+    // a warning per rank. The site's or the user's setting wins.
+    if (!opts.join && !opts.join_pid && std::getenv(no_cma_var) == nullptr)
+        opts.site_env_set.insert(opts.site_env_set.begin(), {no_cma_var, "none"});
     if (opts.join_pid) {
         log::verbose("join: entering the container of pid ", *opts.join_pid);
         const JoinNamespaces ns = container_namespaces(*opts.join_pid);

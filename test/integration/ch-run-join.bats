@@ -314,3 +314,13 @@ peers() {
     [[ $(cat "$out/0") == store && $(cat "$out/1") == store ]]
     all_clean
 }
+
+@test 'ch-run-join: Open MPI is told CMA is off without --join, left alone with it' {
+    run ch-run "$ch_busybox" -- env
+    assert_output_has "OMPI_MCA_btl_vader_single_copy_mechanism=none"
+    run ch-run --join-ct=1 --join-tag="$tag" "$ch_busybox" -- env
+    assert_output_lacks "OMPI_MCA_btl_vader_single_copy_mechanism"
+    OMPI_MCA_btl_vader_single_copy_mechanism=cma run ch-run "$ch_busybox" -- env
+    assert_output_has "OMPI_MCA_btl_vader_single_copy_mechanism=cma"
+    all_clean
+}
