@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include "run/pmix.hh"
 #include "util/error.hh"
 
 namespace ch::run {
@@ -53,6 +54,7 @@ HostFacts probe_host(std::function<bool(const fs::path&)> image_has) {
         h.home = home;
     const char* tmpdir = std::getenv("TMPDIR");
     h.tmpdir = tmpdir == nullptr || *tmpdir == '\0' ? "/tmp" : tmpdir;
+    h.pmix_dirs = pmix_dirs_from_env();
     read_local_names(h);
     h.image_has = std::move(image_has);
     return h;

@@ -3,6 +3,7 @@
 // private_tmp), so one grep finds an option everywhere.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -18,6 +19,13 @@ namespace fs = std::filesystem;
 struct BindSpec {
     fs::path src;
     fs::path dst; // as given, inside the container
+};
+
+// One of the site or user configuration's run.binds.
+struct SiteBind {
+    BindSpec bind;
+    bool optional = false; // skipped when either side is missing
+    std::string origin;    // FILE:LINE:COL, for messages
 };
 
 // One --set-env, --set-env0 or --unset-env, in command-line order.
@@ -37,10 +45,20 @@ struct RunOptions {
     std::string image_ref;
     std::vector<std::string> command;
     std::vector<BindSpec> bind;
+    // From the site and user configuration (run.binds, run.env): see run/site.hh.
+    std::vector<SiteBind> site_bind;
+    std::vector<std::pair<std::string, std::string>> site_env_set;
+    std::vector<std::string> site_env_pass; // NAME or PREFIX*
     std::optional<std::string> cd;
     bool env_no_expand = false;
     std::optional<gid_t> gid;
     bool home = false;
+    // --join (also set by --join-ct and --join-tag), and --join-pid: see run/join.hh.
+    bool join = false;
+    std::optional<unsigned> join_ct;
+    std::optional<std::string> join_tag;
+    std::optional<pid_t> join_pid;
+    std::optional<std::chrono::milliseconds> join_timeout;
     std::optional<fs::path> mount; // -m: SquashFS mount point
     bool no_passwd = false;
     bool private_tmp = false;

@@ -12,17 +12,39 @@
 #include "run/apply.hh"
 #include "run/exec.hh"
 #include "run/host.hh"
+#include "run/join.hh"
 #include "run/plan.hh"
+#include "run/pmix.hh"
 #include "run/probe.hh"
+#include "run/site.hh"
 #include "run/squash.hh"
 #include "storage/layout.hh"
+#include "util/config.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
 #include "util/log.hh"
 
+extern char** environ;
+
 namespace ch::run {
 
 namespace {
+
+constexpr const char* no_cma_var = "OMPI_MCA_btl_vader_single_copy_mechanism";
+
+std::vector<std::string> host_environment() {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; e++)
+        env.emplace_back(*e);
+    return env;
+}
+
+// Inside the container: the PMIx variables rewritten for directories the
+// container does not show at their own path (pmix.hh).
+void reach_pmix(PmixDirs& pmix, RunOptions& opts) {
+    for (auto& v : pmix.reach(host_environment()))
+        opts.site_env_set.push_back(std::move(v));
+}
 
 // -vv prints the plan; describing it is work, so only then.
 void debug_plan(const Plan& plan) {
@@ -69,7 +91,7 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
 // FUSE server starts (before unshare), apply mounts and hands it /dev/fuse,
 // and the rest is as for a directory image: ch-run becomes the command.
 [[noreturn]] void run_squash(const RunOptions& opts, const image::Image& img,
-                             const fs::path& storage) {
+                             const fs::path& storage, const std::function<void()>& built) {
     image::SquashFile file = image::SquashFile::open(img.ref);
     if (opts.write)
         log::warning("--write has no effect on SquashFS image ", img.ref,
@@ -85,12 +107,80 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
     debug_plan(plan);
     SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
     apply(plan, [&server](Fd dev) { server.hand_over(std::move(dev)); });
+    built();
     enter_command(opts, plan);
 }
 
+JoinSpec join_spec(const RunOptions& opts) {
+    const EnvLookup env = [](const char* name) {
+        return std::getenv(name);
+    };
+    JoinSpec spec;
+    spec.count = opts.join_ct ? *opts.join_ct : default_join_count(env);
+    spec.tag = opts.join_tag ? *opts.join_tag : default_join_tag(env, ::getppid());
+    spec.timeout = opts.join_timeout.value_or(join_timeout_default);
+    return spec;
+}
+
+// A peer that entered an existing container (--join, --join-pid) needs of
+// the plan only where to start: everything else is the container's.
+[[noreturn]] void enter_command_joined(const RunOptions& opts) {
+    Plan plan;
+    plan.cwd = opts.cd.value_or("/");
+    enter_command(opts, plan);
+}
+
+// Everything but --join: resolve, plan, apply; built() runs once inside.
+[[noreturn]] void build_and_enter(const RunOptions& opts, const std::function<void()>& built);
+
 } // namespace
 
-void run(const RunOptions& opts) {
+void run(const RunOptions& cli_opts) {
+    RunOptions opts = cli_opts;
+    apply_site_config(config::Config::load(), opts);
+    PmixDirs pmix = PmixDirs::open(pmix_dirs_from_env());
+    // Cross-memory attach between ranks needs one user namespace: without
+    // --join each rank has its own, so Open MPI's probe could only fail, with
+    // a warning per rank. The site's or the user's setting wins.
+    if (!opts.join && !opts.join_pid && std::getenv(no_cma_var) == nullptr)
+        opts.site_env_set.insert(opts.site_env_set.begin(), {no_cma_var, "none"});
+    if (opts.join_pid) {
+        log::verbose("join: entering the container of pid ", *opts.join_pid);
+        const JoinNamespaces ns = container_namespaces(*opts.join_pid);
+        join_namespaces(ns.user, ns.mnt);
+        reach_pmix(pmix, opts);
+        enter_command_joined(opts);
+    }
+    std::optional<JoinGroup> group;
+    if (opts.join) {
+        const JoinSpec spec = join_spec(opts);
+        group.emplace(JoinGroup::arrive(spec));
+        if (!group->first()) {
+            const JoinNamespaces ns = group->wait_for_container();
+            log::verbose("join: entering the container of group ", spec.tag);
+            join_namespaces(ns.user, ns.mnt);
+            group->joined();
+            reach_pmix(pmix, opts);
+            enter_command_joined(opts);
+        }
+    }
+    try {
+        // build_and_enter's opts is this opts: what built() adds reaches the
+        // command.
+        build_and_enter(opts, [&] {
+            if (group)
+                group->publish_ready();
+            reach_pmix(pmix, opts);
+        });
+    } catch (const std::exception& e) {
+        if (group)
+            group->publish_failed(e.what());
+        throw;
+    }
+}
+
+namespace {
+void build_and_enter(const RunOptions& opts, const std::function<void()>& built) {
     const auto storage = storage::storage_dir(opts.storage);
     if (opts.storage && !fs::is_directory(storage.path))
         log::warning("storage directory not found: ", storage.path.string());
@@ -101,7 +191,7 @@ void run(const RunOptions& opts) {
              " with --write: images in storage are run read-only "
              "(use -W for a throw-away writable layer)");
     if (img.kind == image::Kind::squash) {
-        run_squash(opts, img, storage.path);
+        run_squash(opts, img, storage.path, built);
     } else {
         if (opts.mount)
             log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind),
@@ -109,8 +199,11 @@ void run(const RunOptions& opts) {
         const Plan plan = make_plan(opts, img.path, probe_host(dir_has(img.path)));
         debug_plan(plan);
         apply(plan);
+        built();
         enter_command(opts, plan);
     }
 }
+
+} // namespace
 
 } // namespace ch::run
