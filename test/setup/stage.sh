@@ -82,6 +82,7 @@ stage_all() { # stage_all SCOPE
     cp -a build/img/busybox "$CH_TEST_ROOT/img/busybox" || return 1
     rm -f "$CH_TEST_ROOT/img/busybox/.built"
     cp -a test/integration/. "$CH_TEST_ROOT/suites/"
+    cp -a examples "$CH_TEST_ROOT/examples"   # examples.bats runs them as users would
     # A directory the test user can't search, for the unreadable-source tests.
     if [[ $(id -u) -eq 0 ]]; then
         mkdir -p "$CH_TEST_ROOT/private/inner"
