@@ -130,6 +130,7 @@ mpirun_host() {
     command -v mpirun >/dev/null || skip_env "mpirun not installed (Debian: openmpi-bin)"
     # Root may run mpirun only when it says so; 4 ranks on fewer cores.
     CH_EXPECT_SIZE=4 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        OMPI_MCA_btl_vader_single_copy_mechanism=none \
         OMPI_MCA_rmaps_base_oversubscribe=1 \
         run timeout 300 mpirun -np 4 "$ch_bin/ch-run" "$1" -- /opt/mpi/mpi_check
     assert_mpi_ok 4
@@ -149,7 +150,7 @@ mpirun_host() {
 # marker_pids TAG: this user's processes running `sleep TAG`.
 marker_pids() { pgrep -u "$(id -u)" -fx "sleep $1" || true; }
 count_is() { [[ $(marker_pids "$2" | wc -l) -eq $1 ]]; }
-job_gone() { [[ -z $(squeue -h -j "$1" -o %i 2>/dev/null) ]]; }
+job_gone() { [[ -z $(squeue -h -t PD,CF,R,S,CG -j "$1" -o %i 2>/dev/null) ]]; }
 
 # assert_all_gone TAG IMG: no sleeps, no FUSE server for the storage mount, no
 # mount of it anywhere on the host, nothing new of ours in /dev/shm.
@@ -161,7 +162,11 @@ assert_all_gone() {
         ! grep -qF " $mnt " /proc/self/mountinfo || { echo "mount left at $mnt" >&2; return 1; }
         assert_empty_dir "$mnt"
     fi
-    left=$(find /dev/shm -mindepth 1 -user "$(id -u)" -newer "$BATS_TEST_TMPDIR/start" 2>/dev/null)
+    # --join's rendezvous objects are named after the user, job and step;
+    # other tests on this machine (other jobs, other users) may be using
+    # /dev/shm at the same time, so only this job's names count.
+    left=$(find /dev/shm -maxdepth 1 -mindepth 1 -user "$(id -u)" -newer "$BATS_TEST_TMPDIR/start" \
+        \( -name "*[!0-9]$ch_job" -o -name "*[!0-9]$ch_job[!0-9]*" \) 2>/dev/null)
     [[ -z $left ]] || { printf 'left in /dev/shm:\n%s\n' "$left" >&2; return 1; }
 }
 
@@ -234,7 +239,11 @@ term_case() {
     slurm_setup "$d" 4
     slurm_start "$d" || { slurm_stop "$d"; return 1; }
     run env SLURM_CONF="$d/slurm.conf" timeout 120 srun -n 2 hostname
+    # What the check below looks for is there while the cluster runs.
+    local running
+    running=$(slurm_procs "$d")
     slurm_stop "$d"
+    [[ $(wc -l <<<"$running") -ge 3 ]] || { echo "expected munged, slurmctld, slurmd: $running" >&2; return 1; }
     assert_status 0
     [[ ${#lines[@]} -eq 2 ]]
     [[ -z $(slurm_procs "$d") ]] || { echo "left running: $(slurm_procs "$d")" >&2; return 1; }
