@@ -166,7 +166,7 @@ assert_all_gone() {
     # other tests on this machine (other jobs, other users) may be using
     # /dev/shm at the same time, so only this job's names count.
     left=$(find /dev/shm -maxdepth 1 -mindepth 1 -user "$(id -u)" -newer "$BATS_TEST_TMPDIR/start" \
-        \( -name "*[!0-9]$ch_job" -o -name "*[!0-9]$ch_job[!0-9]*" \) 2>/dev/null)
+        \( -name "*[!0-9]${ch_job}" -o -name "*[!0-9]${ch_job}[!0-9]*" \) 2>/dev/null)
     [[ -z $left ]] || { printf 'left in /dev/shm:\n%s\n' "$left" >&2; return 1; }
 }
 
