@@ -60,8 +60,13 @@ bench_has_join "$ours" || {
 echo "  as $user; SLURM_CONF=$SLURM_CONF; ours: $ours; peer: $peer_version"
 echo "  $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# One group: a generated script, run as the user, times each command per
-# round with bash's EPOCHREALTIME and writes "NAME ROUND SECONDS STATUS".
+# One group: a generated script, run as the user inside one allocation
+# (salloc -n N), times each command per round with bash's EPOCHREALTIME and
+# writes "NAME ROUND SECONDS STATUS". Each command is a job step, as in a
+# batch script: no scheduling in the time, and every step its own
+# SLURM_STEP_ID (Charliecloud's default --join tag). Charliecloud leaves its
+# semaphore and shared memory behind when a join fails; they are removed
+# after each of its runs, so one failure doesn't fail every later step.
 run_group() { # run_group N CMD... -> prints the result file's path
     local n=$1 script out
     shift
@@ -71,8 +76,11 @@ run_group() { # run_group N CMD... -> prints the result file's path
     {
         echo 'set -u'
         echo "cd $work"
+        echo 'step=0'
         echo 'run() { local name=$1 r=$2 t0 t1 rc; shift 2; t0=$EPOCHREALTIME; rc=0'
         echo '  "$@" >/dev/null 2>>"$name.err" || rc=$?; t1=$EPOCHREALTIME'
+        echo '  [[ $name != cc-* ]] || rm -f "/dev/shm/ch-run_shm-$step" "/dev/shm/sem.ch-run_sem-$step"'
+        echo '  step=$((step + 1))'
         echo '  echo "$name $r $(awk -v a="$t0" -v b="$t1" "BEGIN{printf \"%.6f\", b-a}") $rc"; }'
         echo "for r in \$(seq 0 $rounds); do"
         echo "  run plain \$r srun -n $n $cmd"
@@ -86,7 +94,7 @@ run_group() { # run_group N CMD... -> prints the result file's path
     } >"$script"
     chmod 0644 "$script"
     # Round 0 is the warm-up; the file keeps it, the summary drops it.
-    bench_srun_as "$user" bash "$script" >"$out"
+    bench_srun_as "$user" salloc --quiet -n "$n" bash "$script" >"$out"
     echo "$out"
 }
 
