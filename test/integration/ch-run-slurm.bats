@@ -29,8 +29,10 @@ need_join() {
         || skip_env "this ch-run has no --join"
 }
 
-# A bounded srun: a hang fails the test instead of the whole run.
-srun_() { timeout 300 srun "$@"; }
+# A bounded srun: a hang fails the test instead of the whole run. --quiet:
+# no "job N queued and waiting for resources" when the previous test's job
+# is still completing (errors are still printed).
+srun_() { timeout 300 srun --quiet "$@"; }
 
 # assert_quiet: no line of the last `run` is a warning or a PMIx error
 # (Open MPI and PMIx print those and still exit 0).
@@ -102,17 +104,16 @@ pmix_join() {
 }
 
 # join_true IMG: 16 ranks of /bin/true, which exit at once: every peer must
-# still find the namespaces (Charliecloud 0.31 loses this race). Ten steps.
+# still find the namespaces (Charliecloud 0.31 loses this race). Ten steps in
+# a row in one allocation, as a batch script runs them.
 join_true() {
     need_join
-    local i
-    for i in $(seq 10); do
-        run srun_ -n 16 "$ch_bin/ch-run" --join "$1" -- /bin/true
-        if [[ $status -ne 0 || -n $output ]]; then
-            printf 'step %s: exit %s\n%s\n' "$i" "$status" "$output" >&2
-            return 1
-        fi
-    done
+    run timeout 600 salloc --quiet -n 16 bash -c '
+        for i in $(seq 10); do
+            srun --quiet -n 16 "$0" --join "$1" -- /bin/true || { echo "step $i: exit $?"; exit 1; }
+        done' "$ch_bin/ch-run" "$1"
+    assert_status 0
+    [[ -z $output ]] || { printf 'expected no output, got:\n%s\n' "$output" >&2; return 1; }
 }
 
 @test "srun -n 16 ch-run --join DIR -- /bin/true, ten times" {
