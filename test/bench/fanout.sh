@@ -64,7 +64,8 @@ echo "  $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # (salloc -n N), times each command per round with bash's EPOCHREALTIME and
 # writes "NAME ROUND SECONDS STATUS". Each command is a job step, as in a
 # batch script: no scheduling in the time, and every step its own
-# SLURM_STEP_ID (Charliecloud's default --join tag). Charliecloud leaves its
+# SLURM_STEP_ID (Charliecloud's default --join tag); --overlap, so a step
+# doesn't wait for the last one's CPUs to be released. Charliecloud leaves its
 # semaphore and shared memory behind when a join fails; they are removed
 # after each of its runs, so one failure doesn't fail every later step.
 run_group() { # run_group N CMD... -> prints the result file's path
@@ -83,13 +84,13 @@ run_group() { # run_group N CMD... -> prints the result file's path
         echo '  step=$((step + 1))'
         echo '  echo "$name $r $(awk -v a="$t0" -v b="$t1" "BEGIN{printf \"%.6f\", b-a}") $rc"; }'
         echo "for r in \$(seq 0 $rounds); do"
-        echo "  run plain \$r srun -n $n $cmd"
-        echo "  run ours-dir \$r srun -n $n $ours ${ours_join[*]} $mpi_dir -- $cmd"
-        echo "  run ours-sqfs \$r srun -n $n $ours ${ours_join[*]} -m $mnt_ours $mpi_sqfs -- $cmd"
-        echo "  run ours-sqfs-nojoin \$r srun -n $n $ours -m $mnt_ours $mpi_sqfs -- $cmd"
-        echo "  run cc-dir \$r srun -n $n $peer --join $mpi_dir -- $cmd"
-        echo "  run cc-sqfs \$r srun -n $n $peer --join -m $mnt_cc $mpi_sqfs -- $cmd"
-        echo "  run cc-sqfs-nojoin \$r srun -n $n $peer -m $mnt_cc $mpi_sqfs -- $cmd"
+        echo "  run plain \$r srun --overlap -n $n $cmd"
+        echo "  run ours-dir \$r srun --overlap -n $n $ours ${ours_join[*]} $mpi_dir -- $cmd"
+        echo "  run ours-sqfs \$r srun --overlap -n $n $ours ${ours_join[*]} -m $mnt_ours $mpi_sqfs -- $cmd"
+        echo "  run ours-sqfs-nojoin \$r srun --overlap -n $n $ours -m $mnt_ours $mpi_sqfs -- $cmd"
+        echo "  run cc-dir \$r srun --overlap -n $n $peer --join $mpi_dir -- $cmd"
+        echo "  run cc-sqfs \$r srun --overlap -n $n $peer --join -m $mnt_cc $mpi_sqfs -- $cmd"
+        echo "  run cc-sqfs-nojoin \$r srun --overlap -n $n $peer -m $mnt_cc $mpi_sqfs -- $cmd"
         echo "done"
     } >"$script"
     chmod 0644 "$script"
