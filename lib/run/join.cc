@@ -416,9 +416,13 @@ void JoinGroup::publish_ready() {
                     sa.sa_handler = holder_on_signal; // no SA_RESTART: the futex wait returns
                     for (const int sig : {SIGTERM, SIGINT, SIGHUP})
                         ::sigaction(sig, &sa, nullptr);
+                    // Its output would keep a pipe open (a $(...) would wait
+                    // for it); only at -v does its warning matter more.
                     const Fd null = open_at(AT_FDCWD, "/dev/null", O_RDWR);
                     ::dup2(null.get(), STDIN_FILENO);
                     ::dup2(null.get(), STDOUT_FILENO);
+                    if (!log::enabled(log::Level::verbose))
+                        ::dup2(null.get(), STDERR_FILENO);
                     close_fds_except({dir, STDERR_FILENO});
                     drop_privileges();
                 } catch (const std::exception& e) {
