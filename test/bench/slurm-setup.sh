@@ -5,7 +5,7 @@
 # examples/mpi (fixtures/mpi-image.sh, whose tarball is cached in
 # /var/tmp/ch-test-cache, so only the first run ever builds it).
 #
-# bench_slurm: start the cluster (once per benchmark process); sets
+# bench_slurm: start a cluster for this benchmark process; sets
 #   SLURM_CONF and bench_slurm_user (who submits: CH_BENCH_USER as root).
 #   Without root it needs CH_BENCH_SLURM_CONF (a cluster someone started) and
 #   returns 1 otherwise.
@@ -28,11 +28,10 @@ bench_slurm() {
     fi
     [[ $(id -u) -eq 0 ]] || return 1
     command -v slurmctld >/dev/null && command -v munged >/dev/null || return 1
-    local d=$CH_BENCH_DIR/slurm
-    if [[ ! -e $d/slurm.conf ]]; then
-        bench_at_exit "slurm_stop $d"
-        slurm_setup "$d" 64 && slurm_start "$d" || return 1
-    fi
+    # One cluster per benchmark process: each stops its own at exit.
+    local d=$CH_BENCH_DIR/slurm.$$
+    bench_at_exit "slurm_stop $d"
+    slurm_setup "$d" 64 && slurm_start "$d" || return 1
     SLURM_CONF=$d/slurm.conf
     export SLURM_CONF
     bench_slurm_user=$(bench_users | tail -n 1)
