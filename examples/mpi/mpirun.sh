@@ -10,10 +10,9 @@
 set -euo pipefail
 img=${1:?usage: sbatch mpirun.sh IMAGE}
 
-# One container per rank means one user namespace per rank, and Linux's
-# cross-memory attach (CMA), Open MPI's default for large shared-memory
-# messages, doesn't work between user namespaces: say so, or every rank
-# prints a warning. Shared memory itself still works (ch-run --join keeps
-# CMA too: see examples/slurm/join.sh).
-export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+# One container per rank means one user namespace per rank, where Linux's
+# cross-memory attach (Open MPI's default for large shared-memory messages)
+# can't work: ch-run tells Open MPI so (it sets
+# OMPI_MCA_btl_vader_single_copy_mechanism=none unless you did). Shared
+# memory itself still works; ch-run --join keeps CMA too (examples/slurm/join.sh).
 mpirun -np "${SLURM_NTASKS:-4}" ch-run "$img" -- /opt/mpi/mpi_check
