@@ -23,6 +23,14 @@ pkgs[test]+=" clang-14 libclang-rt-14-dev"
 # benchmark: real registries, certificates, passwords, pushes, unpacks.
 pkgs[test]+=" docker-registry skopeo umoci apache2-utils openssl curl busybox-static"
 pkgs[bench]+=" docker-registry skopeo umoci apache2-utils openssl curl python3 zstd busybox-static"
+# The Slurm and MPI tests (fixtures/slurm.bash, fixtures/mpi-image.sh) and the
+# fan-out and compute benchmarks: a real one-node Slurm (slurm-wlm brings
+# slurmctld, slurmd, the clients and slurm-wlm-basic-plugins, which ships the
+# mpi_pmix plugin), munge, Debian's Open MPI (mpicc for the compute kernel),
+# and mmdebstrap for the MPI image.
+slurm_mpi="slurm-wlm munge openmpi-bin libopenmpi-dev mmdebstrap"
+pkgs[test]+=" $slurm_mpi"
+pkgs[bench]+=" $slurm_mpi"
 
 want=()
 for profile in "$@"; do

@@ -14,6 +14,7 @@ ch_registry=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/integration/fixture
 
 # stage_exit: undo what stage_all set up for the run, however it ends.
 stage_exit() {
+    stop_slurm
     stop_registries
     unmount_small_tmpfs
     restore_fuse
@@ -53,6 +54,38 @@ restore_fuse() {
     fi
 }
 
+# The one-node Slurm cluster (fixtures/slurm.bash) the Slurm suites use, at
+# $CH_TEST_ROOT/slurm: started by stage_all as root, stopped at exit.
+ch_slurm_dir=
+stop_slurm() {
+    if [[ -n $ch_slurm_dir ]]; then
+        slurm_stop "$ch_slurm_dir" && echo "stopped the test Slurm cluster"
+        ch_slurm_dir=
+    fi
+}
+
+start_slurm() { # start_slurm SCOPE: only as root, only if Slurm is installed
+    [[ $(id -u) -eq 0 && $1 != quick ]] || return 0
+    if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+        echo "Slurm or munge not installed (test profile of install-deps.sh): Slurm tests will skip"
+        return 0
+    fi
+    # shellcheck source=test/integration/fixtures/slurm.bash
+    source test/integration/fixtures/slurm.bash
+    ch_slurm_dir=$CH_TEST_ROOT/slurm
+    trap stage_exit EXIT
+    if slurm_setup "$ch_slurm_dir" && slurm_start "$ch_slurm_dir"; then
+        echo "started a one-node Slurm cluster: SLURM_CONF=$ch_slurm_dir/slurm.conf"
+        return 0
+    fi
+    # Not fatal for the other suites: without slurm.conf the Slurm tests
+    # skip (and fail with CH_TEST_MUST_WORK=1).
+    echo "could not start the test Slurm cluster (logs in $ch_slurm_dir/log); Slurm tests will skip" >&2
+    slurm_stop "$ch_slurm_dir"
+    mv "$ch_slurm_dir/slurm.conf" "$ch_slurm_dir/slurm.conf.failed"
+    ch_slurm_dir=
+}
+
 stage_all() { # stage_all SCOPE
     local scope=$1 top
     top=$(pwd)
@@ -76,6 +109,13 @@ stage_all() { # stage_all SCOPE
     # A run cut short may have left the last run's registries up.
     stop_registries
     unmount_small_tmpfs
+    stop_slurm
+    if [[ $(id -u) -eq 0 && -e $CH_TEST_ROOT/slurm/slurm.conf ]]; then
+        # A run that was killed may have left its cluster running.
+        # shellcheck source=test/integration/fixtures/slurm.bash
+        source test/integration/fixtures/slurm.bash
+        slurm_stop "$CH_TEST_ROOT/slurm"
+    fi
     rm -rf "$CH_TEST_ROOT"
     mkdir -p "$CH_TEST_ROOT"/{bin,img,suites} || return 1
     chmod 0755 "$CH_TEST_ROOT"
@@ -108,5 +148,6 @@ stage_all() { # stage_all SCOPE
     if [[ -e $CH_TEST_ROOT/registry/env ]]; then
         bash "$ch_registry" start || return 1
     fi
+    start_slurm "$scope"
     cd "$top" || return 1
 }
