@@ -110,3 +110,12 @@ wait_until() {
     done
 }
 no_server() { [[ -z $(server_pids "$1") ]]; }
+
+# The one-node Slurm cluster stage.sh starts as root (fixtures/slurm.bash);
+# need_slurm skips (or fails in CI) when it is not running.
+ch_slurm_conf=$(dirname "$ch_img")/slurm/slurm.conf
+need_slurm() {
+    [[ -r $ch_slurm_conf ]] || skip_env "no test Slurm cluster (stage.sh starts one as root)"
+    command -v srun >/dev/null || skip_env "srun not installed (Debian: slurm-client)"
+    export SLURM_CONF=$ch_slurm_conf
+}

@@ -19,6 +19,14 @@ declare -A pkgs=(
 )
 # test/fuzz/ (run briefly by check.sh) needs clang and its libFuzzer runtime.
 pkgs[test]+=" clang-14 libclang-rt-14-dev"
+# The Slurm and MPI tests (fixtures/slurm.bash, fixtures/mpi-image.sh) and the
+# fan-out and compute benchmarks: a real one-node Slurm (slurm-wlm brings
+# slurmctld, slurmd, the clients and slurm-wlm-basic-plugins, which ships the
+# mpi_pmix plugin), munge, Debian's Open MPI (mpicc for the compute kernel),
+# and mmdebstrap for the MPI image.
+slurm_mpi="slurm-wlm munge openmpi-bin libopenmpi-dev mmdebstrap"
+pkgs[test]+=" $slurm_mpi"
+pkgs[bench]+=" $slurm_mpi"
 
 want=()
 for profile in "$@"; do

@@ -18,6 +18,31 @@ restore_fuse() {
     fi
 }
 
+# The one-node Slurm cluster (fixtures/slurm.bash) the Slurm suites use, at
+# $CH_TEST_ROOT/slurm: started by stage_all as root, stopped at exit.
+ch_slurm_dir=
+stop_slurm() {
+    if [[ -n $ch_slurm_dir ]]; then
+        slurm_stop "$ch_slurm_dir" && echo "stopped the test Slurm cluster"
+        ch_slurm_dir=
+    fi
+}
+stage_exit() { stop_slurm; restore_fuse; }
+
+start_slurm() { # start_slurm SCOPE: only as root, only if Slurm is installed
+    [[ $(id -u) -eq 0 && $1 != quick ]] || return 0
+    if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+        echo "Slurm or munge not installed (test profile of install-deps.sh): Slurm tests will skip"
+        return 0
+    fi
+    # shellcheck source=test/integration/fixtures/slurm.bash
+    source test/integration/fixtures/slurm.bash
+    ch_slurm_dir=$CH_TEST_ROOT/slurm
+    trap stage_exit EXIT
+    slurm_setup "$ch_slurm_dir" && slurm_start "$ch_slurm_dir" \
+        && echo "started a one-node Slurm cluster: SLURM_CONF=$ch_slurm_dir/slurm.conf"
+}
+
 stage_all() { # stage_all SCOPE
     local scope=$1 top
     top=$(pwd)
@@ -32,11 +57,18 @@ stage_all() { # stage_all SCOPE
         mode=$(stat -c %a /dev/fuse 2>/dev/null)
         if [[ -n $mode && $mode != 666 ]]; then
             ch_fuse_mode_saved=$mode
-            trap restore_fuse EXIT
+            trap stage_exit EXIT
             chmod 0666 /dev/fuse && echo "set /dev/fuse to mode 0666 for this run (was $mode)"
         fi
     else
         ch_test_user=$(id -un)
+    fi
+    stop_slurm
+    if [[ $(id -u) -eq 0 && -e $CH_TEST_ROOT/slurm/slurm.conf ]]; then
+        # A run that was killed may have left its cluster running.
+        # shellcheck source=test/integration/fixtures/slurm.bash
+        source test/integration/fixtures/slurm.bash
+        slurm_stop "$CH_TEST_ROOT/slurm"
     fi
     rm -rf "$CH_TEST_ROOT"
     mkdir -p "$CH_TEST_ROOT"/{bin,img,suites} || return 1
@@ -50,6 +82,7 @@ stage_all() { # stage_all SCOPE
     cp -a build/img/busybox "$CH_TEST_ROOT/img/busybox" || return 1
     rm -f "$CH_TEST_ROOT/img/busybox/.built"
     cp -a test/integration/. "$CH_TEST_ROOT/suites/"
+    cp -a examples "$CH_TEST_ROOT/examples"   # examples.bats runs them as users would
     # A directory the test user can't search, for the unreadable-source tests.
     if [[ $(id -u) -eq 0 ]]; then
         mkdir -p "$CH_TEST_ROOT/private/inner"
@@ -65,5 +98,6 @@ stage_all() { # stage_all SCOPE
     done
     chmod -R a+rX "$CH_TEST_ROOT"
     [[ -d $CH_TEST_ROOT/private ]] && chmod 0700 "$CH_TEST_ROOT/private"
+    start_slurm "$scope" || return 1
     cd "$top" || return 1
 }
