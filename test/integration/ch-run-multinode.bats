@@ -236,6 +236,18 @@ join_layout() {
 @test "--join across nodes, 2+2 tasks, directory image" { join_layout 2+2 "$vn_img/busybox"; }
 @test "--join across nodes, 2+2 tasks, SquashFS image" { join_layout 2+2 "$vn_img/busybox.sqfs"; }
 
+# What breaks Charliecloud on uneven layouts, forced with --join-ct: a count
+# that is wrong for both nodes. On vn1 the third peer finds the group full
+# and says so; on vn2 the lone peer runs, and its group gives up waiting at
+# the timeout. Either way nothing stays on the nodes.
+@test "--join-ct wrong for both nodes of a 3+1 layout: a clear error, nothing left" {
+    vn_layout 3+1
+    run vn_srun "${vn_args[@]}" --label ch-run --join-ct=2 --join-timeout=2 "$vn_img/busybox.sqfs" -- /bin/true
+    [[ $status -ne 0 ]] || { echo "a full group went unnoticed: $output" >&2; return 1; }
+    assert_output_has "the group is full"
+    vn_assert_clean
+}
+
 # ---- MPI across nodes ---------------------------------------------------------
 
 # mpi_layout A+B IMG: srun --mpi=pmix, A ranks on vn1 and B on vn2, each in
