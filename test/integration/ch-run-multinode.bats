@@ -45,7 +45,7 @@ teardown() {
 }
 
 # A bounded srun: a hang fails the test instead of the whole run.
-vn_srun() { timeout -k 10 300 srun --kill-on-bad-exit=1 "$@"; }
+vn_srun() { timeout -k 10 300 srun --quiet --kill-on-bad-exit=1 "$@"; }
 
 need_mpi() {
     [[ -d $vn_img/mpi && -f $vn_img/mpi.sqfs ]] \
@@ -305,7 +305,7 @@ true16() {
     local vn=$VN_DIR.test-$$ pids p
     vn2_dir=$vn
     VN_DIR=$vn "$BATS_TEST_DIRNAME/fixtures/vnodes.sh" start 1
-    run env SLURM_CONF="$vn/slurm.conf" timeout 120 srun -n 1 sh -c 'hostname; ip -4 -o addr show eth0'
+    run env SLURM_CONF="$vn/slurm.conf" timeout 120 srun --quiet -n 1 sh -c 'hostname; ip -4 -o addr show eth0'
     assert_status 0
     assert_line_is 0 vn1
     # Its own subnet, not the first cluster's.
@@ -314,7 +314,7 @@ true16() {
     pids=$(cat "$vn"/run/*.pid "$vn/munge/munged.pid")
     for p in $pids; do kill -KILL "$p"; done
     VN_DIR=$vn "$BATS_TEST_DIRNAME/fixtures/vnodes.sh" start 1
-    run env SLURM_CONF="$vn/slurm.conf" timeout 120 srun -n 1 hostname
+    run env SLURM_CONF="$vn/slurm.conf" timeout 120 srun --quiet -n 1 hostname
     assert_status 0
     assert_line_is 0 vn1
     VN_DIR=$vn "$BATS_TEST_DIRNAME/fixtures/vnodes.sh" stop
