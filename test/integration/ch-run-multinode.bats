@@ -310,10 +310,19 @@ true16() {
     assert_line_is 0 vn1
     # Its own subnet, not the first cluster's.
     assert_output_lacks " ${VN_SUBNET%.0/24}."
-    # A crash: every daemon killed at once, nothing cleaned up.
+    # A crash while a job runs: every daemon killed at once, the job's step
+    # daemon and its process left behind.
+    local id
+    id=$(printf '%s' "$(realpath -m "$vn")" | sha1sum | cut -c1-6)
+    SLURM_CONF="$vn/slurm.conf" sbatch --quiet -o /dev/null --wrap 'exec sleep 600'
+    sleeper() { ip netns pids "chvn-$id-vn1" | while read -r p; do [[ $(cat "/proc/$p/comm") == sleep ]] && echo "$p"; done; }
+    has_sleeper() { [[ -n $(sleeper) ]]; }
+    wait_until 60 has_sleeper
+    sleep_pid=$(sleeper)
     pids=$(cat "$vn"/run/*.pid "$vn/munge/munged.pid")
     for p in $pids; do kill -KILL "$p"; done
     VN_DIR=$vn "$BATS_TEST_DIRNAME/fixtures/vnodes.sh" start 1
+    ! kill -0 "$sleep_pid" 2>/dev/null || { echo "the crashed cluster's job still runs" >&2; return 1; }
     run env SLURM_CONF="$vn/slurm.conf" timeout 120 srun --quiet -n 1 hostname
     assert_status 0
     assert_line_is 0 vn1
@@ -322,8 +331,6 @@ true16() {
     assert_status 0
     [[ -z $output ]] || { echo "left: $output" >&2; return 1; }
     # Nothing by name either (the fixture's own check, checked).
-    local id
-    id=$(printf '%s' "$(realpath -m "$vn")" | sha1sum | cut -c1-6)
     run ip netns list
     assert_output_lacks "chvn-$id-"
     run ip -o link show
