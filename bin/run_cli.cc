@@ -2,6 +2,7 @@
 #include "run_cli.hh"
 
 #include "run/env.hh"
+#include "run/join.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
 
@@ -24,6 +25,16 @@ const Spec spec = {
         {"gid", 'g', Arg::required, false, "GID", "run as GID within container"},
         {"help", '?', Arg::none, false, "", "give this help list"},
         {"home", 0, Arg::none, false, "", "bind $HOME at /home/$USER (adds -W if needed)"},
+        {"join", 'j', Arg::none, false, "", "use the same container as peer ch-run processes"},
+        {"join-ct", 0, Arg::required, false, "N",
+         "number of join peers (implies --join; default: this node's task count from Slurm or "
+         "Open MPI)"},
+        {"join-pid", 0, Arg::required, false, "PID",
+         "join the namespaces of PID, a running container of this user"},
+        {"join-tag", 0, Arg::required, false, "TAG",
+         "label for the peer group (implies --join; default: Slurm job and step)"},
+        {"join-timeout", 0, Arg::required, false, "SECONDS",
+         "give up waiting for join peers after SECONDS (default: 30)"},
         {"mount", 'm', Arg::required, false, "DIR",
          "SquashFS mount point (DIR must exist; default: STORAGE/mnt, created if needed)"},
         {"no-passwd", 0, Arg::none, false, "", "don't bind user and group databases"},
@@ -131,6 +142,33 @@ run::RunOptions to_run_options(const Parsed& p) {
     o.home = p.has("home");
     if (auto m = p.value("mount"))
         o.mount = *m;
+    o.join = p.has("join") || p.has("join-ct") || p.has("join-tag");
+    if (auto c = p.value("join-ct")) {
+        unsigned long long n = 0;
+        if (!parse_uint(*c, 1u << 20, n) || n == 0)
+            throw UsageError(
+                cat("bad --join-ct: ", printable(*c), " (must be a positive integer)"));
+        o.join_ct = static_cast<unsigned>(n);
+    }
+    if (auto t = p.value("join-tag")) {
+        if (t->empty())
+            throw UsageError("--join-tag: empty tag");
+        o.join_tag = *t;
+    }
+    if (auto t = p.value("join-timeout")) {
+        o.join_timeout = run::parse_join_timeout(*t);
+        if (!o.join_timeout)
+            throw UsageError(cat("bad --join-timeout: ", printable(*t),
+                                 " (seconds, more than 0 and at most 86400, e.g. 30 or 2.5)"));
+    }
+    if (auto j = p.value("join-pid")) {
+        unsigned long long n = 0;
+        if (!parse_uint(*j, 4194304, n) || n == 0)
+            throw UsageError(cat("bad --join-pid: ", printable(*j), " (must be a process id)"));
+        o.join_pid = static_cast<pid_t>(n);
+        if (o.join)
+            throw UsageError("--join-pid and --join are incompatible");
+    }
     o.no_passwd = p.has("no-passwd");
     o.private_tmp = p.has("private-tmp");
     o.quiet = p.count("quiet");

@@ -369,6 +369,13 @@ void apply(const Plan& plan, const FuseHandOver& hand_over) {
     pivot_into(root);
 }
 
+void join_namespaces(const Fd& user, const Fd& mnt) {
+    if (::setns(user.get(), CLONE_NEWUSER) != 0)
+        throw_errno("can't join the container's user namespace");
+    if (::setns(mnt.get(), CLONE_NEWNS) != 0)
+        throw_errno("can't join the container's mount namespace");
+}
+
 void drop_privileges() {
     // Each capability must leave the bounding set one by one; stop at the
     // first the kernel does not know.

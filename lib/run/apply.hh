@@ -27,6 +27,11 @@ void enter_namespaces(const IdMap& uid, const IdMap& gid, std::string_view hint 
 // (Exit::squash for the SquashFS mount).
 void apply(const Plan& plan, const FuseHandOver& hand_over = {});
 
+// --join and --join-pid: enter an existing container's user namespace, then
+// its mount namespace, whose root and working directory become ours (so no
+// pivot is needed). Throws Error naming the namespace that refused.
+void join_namespaces(const Fd& user, const Fd& mnt);
+
 // Last thing before exec: drop every capability (bounding, ambient,
 // inheritable, permitted, effective) and set PR_SET_NO_NEW_PRIVS, so the
 // command gets no privilege, even as uid 0 in the container.

@@ -3,6 +3,7 @@
 // private_tmp), so one grep finds an option everywhere.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -41,6 +42,12 @@ struct RunOptions {
     bool env_no_expand = false;
     std::optional<gid_t> gid;
     bool home = false;
+    // --join (also set by --join-ct and --join-tag), and --join-pid: see run/join.hh.
+    bool join = false;
+    std::optional<unsigned> join_ct;
+    std::optional<std::string> join_tag;
+    std::optional<pid_t> join_pid;
+    std::optional<std::chrono::milliseconds> join_timeout;
     std::optional<fs::path> mount; // -m: SquashFS mount point
     bool no_passwd = false;
     bool private_tmp = false;

@@ -12,6 +12,7 @@
 #include "run/apply.hh"
 #include "run/exec.hh"
 #include "run/host.hh"
+#include "run/join.hh"
 #include "run/plan.hh"
 #include "run/probe.hh"
 #include "run/squash.hh"
@@ -69,7 +70,7 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
 // FUSE server starts (before unshare), apply mounts and hands it /dev/fuse,
 // and the rest is as for a directory image: ch-run becomes the command.
 [[noreturn]] void run_squash(const RunOptions& opts, const image::Image& img,
-                             const fs::path& storage) {
+                             const fs::path& storage, const std::function<void()>& built) {
     image::SquashFile file = image::SquashFile::open(img.ref);
     if (opts.write)
         log::warning("--write has no effect on SquashFS image ", img.ref,
@@ -85,12 +86,81 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
     debug_plan(plan);
     SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
     apply(plan, [&server](Fd dev) { server.hand_over(std::move(dev)); });
+    built();
     enter_command(opts, plan);
 }
+
+// The join timeout: --join-timeout, else $CH_JOIN_TIMEOUT, else the default.
+std::chrono::milliseconds join_timeout(const RunOptions& opts) {
+    if (opts.join_timeout)
+        return *opts.join_timeout;
+    if (const char* env = std::getenv("CH_JOIN_TIMEOUT")) {
+        const auto t = parse_join_timeout(env);
+        if (!t)
+            fail("bad CH_JOIN_TIMEOUT=", printable(env), " (seconds, e.g. 30 or 2.5)");
+        log::verbose("join timeout: ", env, " s (from CH_JOIN_TIMEOUT)");
+        return *t;
+    }
+    return join_timeout_default;
+}
+
+JoinSpec join_spec(const RunOptions& opts) {
+    const EnvLookup env = [](const char* name) {
+        return std::getenv(name);
+    };
+    JoinSpec spec;
+    spec.count = opts.join_ct ? *opts.join_ct : default_join_count(env);
+    spec.tag = opts.join_tag ? *opts.join_tag : default_join_tag(env, ::getppid());
+    spec.timeout = join_timeout(opts);
+    return spec;
+}
+
+// A peer that entered an existing container (--join, --join-pid) needs of
+// the plan only where to start: everything else is the container's.
+[[noreturn]] void enter_command_joined(const RunOptions& opts) {
+    Plan plan;
+    plan.cwd = opts.cd.value_or("/");
+    enter_command(opts, plan);
+}
+
+// Everything but --join: resolve, plan, apply; built() runs once inside.
+[[noreturn]] void build_and_enter(const RunOptions& opts, const std::function<void()>& built);
 
 } // namespace
 
 void run(const RunOptions& opts) {
+    if (opts.join_pid) {
+        log::verbose("join: entering the container of pid ", *opts.join_pid);
+        const JoinNamespaces ns = container_namespaces(*opts.join_pid);
+        join_namespaces(ns.user, ns.mnt);
+        enter_command_joined(opts);
+    }
+    std::optional<JoinGroup> group;
+    if (opts.join) {
+        const JoinSpec spec = join_spec(opts);
+        group.emplace(JoinGroup::arrive(spec));
+        if (!group->first()) {
+            const JoinNamespaces ns = group->wait_for_container();
+            log::verbose("join: entering the container of group ", spec.tag);
+            join_namespaces(ns.user, ns.mnt);
+            group->joined();
+            enter_command_joined(opts);
+        }
+    }
+    try {
+        build_and_enter(opts, [&group] {
+            if (group)
+                group->publish_ready();
+        });
+    } catch (const std::exception& e) {
+        if (group)
+            group->publish_failed(e.what());
+        throw;
+    }
+}
+
+namespace {
+void build_and_enter(const RunOptions& opts, const std::function<void()>& built) {
     const auto storage = storage::storage_dir(opts.storage);
     if (opts.storage && !fs::is_directory(storage.path))
         log::warning("storage directory not found: ", storage.path.string());
@@ -101,7 +171,7 @@ void run(const RunOptions& opts) {
              " with --write: images in storage are run read-only "
              "(use -W for a throw-away writable layer)");
     if (img.kind == image::Kind::squash) {
-        run_squash(opts, img, storage.path);
+        run_squash(opts, img, storage.path, built);
     } else {
         if (opts.mount)
             log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind),
@@ -109,8 +179,11 @@ void run(const RunOptions& opts) {
         const Plan plan = make_plan(opts, img.path, probe_host(dir_has(img.path)));
         debug_plan(plan);
         apply(plan);
+        built();
         enter_command(opts, plan);
     }
 }
+
+} // namespace
 
 } // namespace ch::run
