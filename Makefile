@@ -158,6 +158,9 @@ install: all
 	rm -rf $(DESTDIR)$(PREFIX)/share/chtools/busybox
 	cp -a $(IMAGE) $(DESTDIR)$(PREFIX)/share/chtools/busybox
 	rm -f $(DESTDIR)$(PREFIX)/share/chtools/busybox/.built
+	rm -rf $(DESTDIR)$(PREFIX)/share/chtools/examples
+	cp -R examples $(DESTDIR)$(PREFIX)/share/chtools/examples
+	chmod -R a+rX $(DESTDIR)$(PREFIX)/share/chtools/examples
 
 lint:
 	test/checks/lint.sh

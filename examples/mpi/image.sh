@@ -13,7 +13,9 @@ mirror=${CH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # The compiler and headers are installed only to build mpi_check and removed
 # again: libopenmpi-dev pulls in gfortran, which would triple the image.
 build_deps='gcc libc6-dev libopenmpi-dev'
-mmdebstrap --variant=minbase --mode=auto --quiet \
+# --skip=output/dev: no device nodes in the tarball (ch-run binds the host's
+# /dev, and ch-convert would drop them with a warning).
+mmdebstrap --variant=minbase --mode=auto --quiet --skip=output/dev \
     --include=openmpi-bin,libopenmpi3,python3-minimal,ca-certificates \
     --customize-hook='mkdir -p "$1/opt/mpi"' \
     --customize-hook="copy-in $here/mpi_check.c /opt/mpi" \

@@ -10,12 +10,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-int main(int argc, char **argv)
-{
+int main(int argc, char** argv) {
     int rank, size, fails, total_fails;
     long mine, sum, want;
     char host[256];
-    const char *expect = getenv("CH_EXPECT_SIZE");
+    const char* expect = getenv("CH_EXPECT_SIZE");
 
     (void)argc;
     (void)argv;

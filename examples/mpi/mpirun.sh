@@ -10,4 +10,10 @@
 set -euo pipefail
 img=${1:?usage: sbatch mpirun.sh IMAGE}
 
+# One container per rank means one user namespace per rank, and Linux's
+# cross-memory attach (CMA), Open MPI's default for large shared-memory
+# messages, doesn't work between user namespaces: say so, or every rank
+# prints a warning. Shared memory itself still works (ch-run --join keeps
+# CMA too: see examples/slurm/join.sh).
+export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
 mpirun -np "${SLURM_NTASKS:-4}" ch-run "$img" -- /opt/mpi/mpi_check

@@ -6,6 +6,9 @@
 #   convert    tar.gz -> dir, our ch-convert vs Charliecloud 0.31's
 #   squashrun  ch-run IMG.sqfs -- /bin/true, ours vs Charliecloud 0.31
 #   readers    16 concurrent ch-run IMG.sqfs -- cat BIGFILE, ours vs Charliecloud
+#   fanout     srun -n 16/64 ch-run --join IMG -- /bin/true | sleep 0.3, ours vs
+#              Charliecloud vs plain srun (a one-node Slurm started as root)
+#   compute    an MPI kernel in the container vs on the host, under srun --mpi=pmix
 # All but startup share one fixture (fixture.sh): Debian minbase plus many
 # small files, ~300 MiB, built once per run on /dev/shm. The first run as
 # root debootstraps minbase (a minute, with network) and caches it in
@@ -40,14 +43,15 @@
 # bench_init, and fixture.sh's bench_fixture if it needs the shared image;
 # print blocks with bench_header, record one line per result with
 # bench_summary, exit non-zero only if something failed to run) and add NAME
-# to the list below. lib.sh and fixture.sh are sourced, not benchmarks.
+# to the list below. lib.sh, fixture.sh and slurm-setup.sh are sourced, not
+# benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-benchmarks=(startup squashfs convert squashrun readers)
+benchmarks=(startup squashfs convert squashrun readers fanout compute)
 (($# > 0)) && benchmarks=("$@")
 for name in "${benchmarks[@]}"; do
-    [[ -f test/bench/$name.sh && $name != lib && $name != fixture ]] \
+    [[ -f test/bench/$name.sh && $name != lib && $name != fixture && $name != slurm-setup ]] \
         || { echo "run.sh: no such benchmark: $name" >&2; exit 2; }
 done
 

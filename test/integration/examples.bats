@@ -116,7 +116,7 @@ assert_mpi_ok() { # assert_mpi_ok N
     run "$ch_bin/ch-run" "$ch_mpi_dir" -- /opt/mpi/mpi_check
     assert_status 0
     assert_output_has "mpi_check: 1 ranks, all ok"
-    run "$ch_bin/ch-run" "$ch_mpi_dir" -- sh -c 'command -v mpicc gcc || echo "no compiler"'
+    run "$ch_bin/ch-run" "$ch_mpi_dir" -- sh -c 'command -v gcc cc || echo "no compiler"'
     assert_output_has "no compiler"
 }
 

@@ -39,8 +39,16 @@ start_slurm() { # start_slurm SCOPE: only as root, only if Slurm is installed
     source test/integration/fixtures/slurm.bash
     ch_slurm_dir=$CH_TEST_ROOT/slurm
     trap stage_exit EXIT
-    slurm_setup "$ch_slurm_dir" && slurm_start "$ch_slurm_dir" \
-        && echo "started a one-node Slurm cluster: SLURM_CONF=$ch_slurm_dir/slurm.conf"
+    if slurm_setup "$ch_slurm_dir" && slurm_start "$ch_slurm_dir"; then
+        echo "started a one-node Slurm cluster: SLURM_CONF=$ch_slurm_dir/slurm.conf"
+        return 0
+    fi
+    # Not fatal for the other suites: without slurm.conf the Slurm tests
+    # skip (and fail with CH_TEST_MUST_WORK=1).
+    echo "could not start the test Slurm cluster (logs in $ch_slurm_dir/log); Slurm tests will skip" >&2
+    slurm_stop "$ch_slurm_dir"
+    mv "$ch_slurm_dir/slurm.conf" "$ch_slurm_dir/slurm.conf.failed"
+    ch_slurm_dir=
 }
 
 # The virtual cluster of ch-run-multinode.bats (fixtures/vnodes.sh: two
@@ -121,7 +129,7 @@ stage_all() { # stage_all SCOPE
     done
     chmod -R a+rX "$CH_TEST_ROOT"
     [[ -d $CH_TEST_ROOT/private ]] && chmod 0700 "$CH_TEST_ROOT/private"
-    start_slurm "$scope" || return 1
+    start_slurm "$scope"
     start_vnodes "$scope" "$top"
     cd "$top" || return 1
 }
