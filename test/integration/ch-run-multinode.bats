@@ -35,6 +35,8 @@ setup() {
 }
 
 teardown() {
+    # A failed test may leave its job behind: end it before the next test.
+    [[ -n ${VN_DIR:-} ]] && scancel --quiet --user="$USER" 2>/dev/null
     cd / || true
     [[ -n ${vn_work:-} ]] && rm -rf "$vn_work"
     if [[ -n ${vn2_dir:-} ]]; then
