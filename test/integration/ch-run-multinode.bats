@@ -254,7 +254,8 @@ join_layout() {
 # its tag and who arrived, and nothing stays on the nodes.
 @test "--join-ct wrong for both nodes of a 3+1 layout: each node says so, nothing left" {
     vn_layout 3+1
-    run vn_srun "${vn_args[@]}" --label ch-run --join-ct=2 --join-timeout=2 "$vn_img/busybox.sqfs" -- /bin/true
+    # -v: the waiting side's holder says it only then (its command is done).
+    run vn_srun "${vn_args[@]}" --label ch-run -v --join-ct=2 --join-timeout=2 "$vn_img/busybox.sqfs" -- /bin/true
     local n
     n=$(grep -cE '^ *[0-3]: ch-run(\[[0-9]+\])?: (warning: |error: )?join group slurm-[0-9]+\.[0-9]+: timed out after 2 s: 1 of 2 peers' <<< "$output" || true)
     [[ $n -eq 2 ]] || { echo "expected one timeout on each node, got $n:" >&2; echo "$output" >&2; return 1; }
