@@ -79,6 +79,22 @@ std::string fix_path(const std::string& path) {
     return path + ":/bin";
 }
 
+const std::vector<std::string>& launcher_env() {
+    static const std::vector<std::string> pass = {"SLURM_*", "PMIX_*", "PMI_*", "OMPI_*", "PRTE_*"};
+    return pass;
+}
+
+namespace {
+// NAME, or PREFIX* (a trailing star only: site files should not need globs).
+bool passes(const std::vector<std::string>& patterns, std::string_view name) {
+    for (const auto& p : patterns)
+        if (p.ends_with('*') ? name.starts_with(std::string_view(p).substr(0, p.size() - 1))
+                             : name == p)
+            return true;
+    return false;
+}
+} // namespace
+
 EnvVars build_environment(const std::vector<std::string>& host, const EnvInputs& in) {
     EnvVars env;
     for (const auto& kv : host) {
@@ -93,6 +109,9 @@ EnvVars build_environment(const std::vector<std::string>& host, const EnvInputs&
     else
         set(env, "PATH", fix_path(*path));
     unset(env, "TMPDIR");
+    const EnvVars from_host = env;
+    for (const auto& [k, v] : in.site_set)
+        set(env, k, v);
     for (const auto& d : in.deltas) {
         if (d.kind == EnvDelta::Kind::unset) {
             std::erase_if(env, [&](const auto& kv) {
@@ -103,6 +122,9 @@ EnvVars build_environment(const std::vector<std::string>& host, const EnvInputs&
         for (const auto& [k, v] : d.vars)
             set(env, k, in.no_expand ? v : expand_value(v, env));
     }
+    for (const auto& [k, v] : from_host)
+        if (find(env, k) == nullptr && (passes(launcher_env(), k) || passes(in.pass, k)))
+            env.emplace_back(k, v);
     set(env, "CH_RUNNING", ch_running_value);
     return env;
 }

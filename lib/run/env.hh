@@ -26,10 +26,21 @@ std::string expand_value(std::string_view value, const EnvVars& env);
 
 struct EnvInputs {
     std::string home;             // what HOME becomes
+    EnvVars site_set;             // run.env.set: before the command line's, so those win
     std::vector<EnvDelta> deltas; // image_file deltas already turned into set deltas
     bool no_expand = false;
+    std::vector<std::string> pass; // run.env.pass: NAME or PREFIX*, added to launcher_env()
 };
 
+// What MPI launchers and batch systems hand their processes (SLURM_*,
+// PMIX_*, PMI_*, OMPI_*, PRTE_*): host variables matching these, or the
+// site's run.env.pass, survive --unset-env and --set-env of the image's
+// environment (unless set to another value), or a rank could not find its
+// launcher.
+const std::vector<std::string>& launcher_env();
+
+// Order: host, HOME, PATH fix-up, unset TMPDIR, site_set, deltas, the
+// launcher's and the site's passed variables restored, CH_RUNNING.
 // host: the environment ch-run was started with, as KEY=VALUE strings.
 // Warnings (PATH unset) go to log.
 EnvVars build_environment(const std::vector<std::string>& host, const EnvInputs& in);

@@ -103,6 +103,8 @@ void enter_command(const RunOptions& opts, const Plan& plan) {
     const char* user = std::getenv("USER");
     in.home = opts.home ? cat("/home/", user == nullptr ? "" : user)
                         : (::stat("/root", &st) == 0 ? "/root" : "/");
+    in.site_set = opts.site_env_set;
+    in.pass = opts.site_env_pass;
     in.deltas = resolve_image_env(opts.env);
     in.no_expand = opts.env_no_expand;
     const EnvVars env = build_environment(host_environment(), in);

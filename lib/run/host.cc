@@ -2,6 +2,7 @@
 // per MPI rank.
 #include "run/host.hh"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -53,6 +54,12 @@ HostFacts probe_host(std::function<bool(const fs::path&)> image_has) {
         h.home = home;
     const char* tmpdir = std::getenv("TMPDIR");
     h.tmpdir = tmpdir == nullptr || *tmpdir == '\0' ? "/tmp" : tmpdir;
+    for (const char* var : pmix_dir_vars()) {
+        const char* dir = std::getenv(var);
+        if (dir != nullptr && dir[0] == '/' &&
+            std::find(h.pmix_dirs.begin(), h.pmix_dirs.end(), dir) == h.pmix_dirs.end())
+            h.pmix_dirs.emplace_back(dir);
+    }
     read_local_names(h);
     h.image_has = std::move(image_has);
     return h;

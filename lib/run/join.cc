@@ -120,12 +120,17 @@ bool alive(pid_t pid) {
 
 // Remove the object's name if the name still leads to this very object: a
 // later group of the same tag may have made a new one.
-void unlink_if_same(int dir, const std::string& name, std::uint64_t dev, std::uint64_t ino) {
+// Async-signal-safe unless the unlink fails.
+void unlink_if_same(int dir, const char* name, std::uint64_t dev, std::uint64_t ino) {
     struct stat st {};
 
-    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
-        st.st_ino == ino && ::unlinkat(dir, name.c_str(), 0) != 0 && errno != ENOENT)
+    if (::fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
+        st.st_ino == ino && ::unlinkat(dir, name, 0) != 0 && errno != ENOENT)
         log::warning("can't remove /dev/shm/", name, ": ", std::strerror(errno));
+}
+
+void unlink_if_same(int dir, const std::string& name, std::uint64_t dev, std::uint64_t ino) {
+    unlink_if_same(dir, name.c_str(), dev, ino);
 }
 
 std::pair<std::uint64_t, std::uint64_t> ns_id(const char* path) {
@@ -139,6 +144,72 @@ std::pair<std::uint64_t, std::uint64_t> ns_id(const char* path) {
 // --- the holder -----------------------------------------------------------
 
 volatile std::sig_atomic_t holder_stop = 0;
+
+// --- a peer stopped by a job's signal -------------------------------------
+
+// What a peer's handler for SIGTERM, SIGINT and SIGHUP (scancel, Ctrl-C)
+// needs, between arriving and exec (which resets the handlers): if every
+// peer is stopped before the last one arrives, nobody else would remove the
+// name. Only async-signal-safe calls in the handler.
+struct Leaving {
+    int dir = -1;
+    char name[256] = {};
+    std::uint64_t dev = 0, ino = 0;
+    void* shared = nullptr; // JoinGroup::Shared, when this peer is the first
+};
+
+Leaving leaving;
+constexpr int job_signals[] = {SIGTERM, SIGINT, SIGHUP};
+struct sigaction saved_actions[3];
+bool handlers_set = false;
+
+void peer_on_signal(int sig);
+
+void set_leaving_handlers(int dir, const std::string& name, std::uint64_t dev, std::uint64_t ino,
+                          void* shared) {
+    if (handlers_set || name.size() >= sizeof leaving.name)
+        return;
+    leaving.dir = dir;
+    std::memcpy(leaving.name, name.c_str(), name.size() + 1);
+    leaving.dev = dev;
+    leaving.ino = ino;
+    leaving.shared = shared;
+
+    struct sigaction sa {};
+
+    sa.sa_handler = peer_on_signal;
+    for (int i = 0; i < 3; i++)
+        ::sigaction(job_signals[i], &sa, &saved_actions[i]);
+    handlers_set = true;
+}
+
+// The first peer tells the others why it is gone; then the name goes, and
+// the signal does what it would have done.
+void peer_on_signal(int sig) {
+    const int saved = errno;
+    if (leaving.shared != nullptr) {
+        auto* sh = static_cast<JoinGroup::Shared*>(leaving.shared);
+        if (sh->state.load() == setting_up) {
+            static const char why[] = "it was stopped by a signal";
+            std::memcpy(sh->why, why, sizeof why);
+            sh->state = failed;
+            futex_wake(sh->seq);
+        }
+    }
+    unlink_if_same(leaving.dir, leaving.name, leaving.dev, leaving.ino);
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    errno = saved;
+}
+
+void clear_leaving_handlers() {
+    if (!handlers_set)
+        return;
+    for (int i = 0; i < 3; i++)
+        ::sigaction(job_signals[i], &saved_actions[i], nullptr);
+    handlers_set = false;
+    leaving = Leaving{};
+}
 
 extern "C" void holder_on_signal(int) {
     holder_stop = 1;
@@ -281,6 +352,8 @@ JoinGroup::JoinGroup(JoinGroup&& o) noexcept
     , first_(o.first_) {}
 
 JoinGroup::~JoinGroup() {
+    if (shared_ != nullptr && handlers_set && leaving.ino == shared_->obj_ino)
+        clear_leaving_handlers();
     if (shared_ != nullptr)
         ::munmap(shared_, sizeof(Shared));
 }
@@ -346,6 +419,7 @@ JoinGroup JoinGroup::arrive(const JoinSpec& spec, const fs::path& dir_path) {
             if (n == sh->count) // everyone is here: the name has done its job
                 unlink_if_same(g.dir_.get(), name, st.st_dev, st.st_ino);
             futex_wake(sh->seq);
+            set_leaving_handlers(g.dir_.get(), name, st.st_dev, st.st_ino, nullptr);
             log::verbose("join: peer ", n, " of ", sh->count, " in group ", spec.tag);
             return g;
         }
@@ -379,6 +453,7 @@ JoinGroup JoinGroup::arrive(const JoinSpec& spec, const fs::path& dir_path) {
             return g;
         if (::linkat(AT_FDCWD, tmp.proc_path().c_str(), g.dir_.get(), name.c_str(),
                      AT_SYMLINK_FOLLOW) == 0) {
+            set_leaving_handlers(g.dir_.get(), name, st.st_dev, st.st_ino, sh);
             log::verbose("join: first peer of ", spec.count, " in group ", spec.tag);
             return g;
         }

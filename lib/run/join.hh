@@ -117,8 +117,9 @@ public:
     // Peers that have arrived so far (for messages and tests).
     unsigned arrived() const;
 
+    struct Shared; // the object's layout, in join.cc
+
 private:
-    struct Shared;
     JoinGroup(Fd dir, std::string name, JoinSpec spec, Shared* shared, bool first);
 
     Fd dir_;

@@ -21,6 +21,13 @@ struct BindSpec {
     fs::path dst; // as given, inside the container
 };
 
+// One of the site or user configuration's run.binds.
+struct SiteBind {
+    BindSpec bind;
+    bool optional = false; // skipped when either side is missing
+    std::string origin;    // FILE:LINE:COL, for messages
+};
+
 // One --set-env, --set-env0 or --unset-env, in command-line order.
 struct EnvDelta {
     enum class Kind {
@@ -38,6 +45,10 @@ struct RunOptions {
     std::string image_ref;
     std::vector<std::string> command;
     std::vector<BindSpec> bind;
+    // From the site and user configuration (run.binds, run.env): see run/site.hh.
+    std::vector<SiteBind> site_bind;
+    std::vector<std::pair<std::string, std::string>> site_env_set;
+    std::vector<std::string> site_env_pass; // NAME or PREFIX*
     std::optional<std::string> cd;
     bool env_no_expand = false;
     std::optional<gid_t> gid;

@@ -32,7 +32,28 @@ const std::vector<DefaultBind>& default_binds() {
     return binds;
 }
 
+const std::vector<const char*>& pmix_dir_vars() {
+    static const std::vector<const char*> vars = {
+        "PMIX_SERVER_TMPDIR",       // the server's own rendezvous directory
+        "PMIX_SYSTEM_TMPDIR",       // the node-wide one
+        "PMIX_DSTORE_21_BASE_PATH", // the shared-memory data store (gds/ds21)
+        "PMIX_DSTORE_ESH_BASE_PATH",
+    };
+    return vars;
+}
+
 namespace {
+
+// Whether an earlier step already shows host path dir at the same path:
+// /dev (so /dev/shm), or /tmp when it is the host's /tmp.
+bool visible_at_same_path(const std::vector<Step>& steps, const fs::path& dir) {
+    for (const auto& s : steps)
+        if (const auto* b = std::get_if<Bind>(&s);
+            b != nullptr && b->need == Need::required && b->src == b->dst &&
+            (dir == b->src || starts_with(dir.string(), b->src.string() + "/")))
+            return true;
+    return false;
+}
 
 // A --bind destination: absolute, not "/", and no ".." that climbs above /.
 fs::path check_bind_dst(const BindSpec& b) {
@@ -96,6 +117,22 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
     else
         p.steps.emplace_back(Bind{host.tmpdir, "/tmp", need_dst});
 
+    for (const auto& dir : host.pmix_dirs) {
+        if (visible_at_same_path(p.steps, dir))
+            continue;
+        p.steps.emplace_back(Bind{dir, dir, p.writable_root() ? Need::make_dst : Need::wanted});
+    }
+
+    for (const auto& b : opts.site_bind) {
+        fs::path dst;
+        try {
+            dst = check_bind_dst(b.bind);
+        } catch (const UsageError& e) { // not the command line's fault
+            throw Error(cat(b.origin, ": ", e.what()));
+        }
+        p.steps.emplace_back(Bind{b.bind.src, dst, b.optional ? Need::optional : need_dst});
+    }
+
     if (opts.home)
         p.steps.emplace_back(
             Bind{*host.home, home_dst, p.writable_root() ? Need::make_dst : Need::required});
@@ -129,6 +166,8 @@ const char* need_name(Need n) {
         return "optional";
     case Need::make_dst:
         return "create destination";
+    case Need::wanted:
+        return "optional, warn if skipped";
     }
     return "?";
 }

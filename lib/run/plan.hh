@@ -23,6 +23,7 @@ enum class Need {
     required, // both must exist; error otherwise
     optional, // skip quietly if either is missing
     make_dst, // the root is writable: create a missing destination
+    wanted,   // like optional, but skipping is a warning: the command likely needs it
 };
 
 struct IdMap {
@@ -92,7 +93,14 @@ struct HostFacts {
     std::string group_name;          // of egid, for /etc/group
     std::string gecos;
     std::function<bool(const fs::path&)> image_has; // path exists inside the image
+    // Directories a PMIx server (Slurm's mpi/pmix, Open MPI's mpirun) told
+    // its clients to use, absolute, in pmix_dir_vars order.
+    std::vector<std::string> pmix_dirs;
 };
+
+// The variables a PMIx server sets to directories its clients must reach
+// (rendezvous files, the shared-memory data store), at the same path.
+const std::vector<const char*>& pmix_dir_vars();
 
 // Host paths bound by default: required ones must exist on the host and in
 // the image; optional ones are bound when both sides exist.
@@ -104,7 +112,8 @@ struct DefaultBind {
 const std::vector<DefaultBind>& default_binds();
 
 // Steps come in this order: generated files, SealScratch, default binds,
-// /tmp, home, --bind in command-line order; a destination made by a later
+// /tmp, the PMIx directories, the site configuration's binds (opts.site_bind),
+// home, --bind in command-line order; a destination made by a later
 // step can thus never hide an earlier one's. Throws UsageError for a bad
 // --bind destination (relative, "/", or climbing out of the image) or --home
 // without $HOME.

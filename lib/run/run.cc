@@ -15,8 +15,10 @@
 #include "run/join.hh"
 #include "run/plan.hh"
 #include "run/probe.hh"
+#include "run/site.hh"
 #include "run/squash.hh"
 #include "storage/layout.hh"
+#include "util/config.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
 #include "util/log.hh"
@@ -90,20 +92,6 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
     enter_command(opts, plan);
 }
 
-// The join timeout: --join-timeout, else $CH_JOIN_TIMEOUT, else the default.
-std::chrono::milliseconds join_timeout(const RunOptions& opts) {
-    if (opts.join_timeout)
-        return *opts.join_timeout;
-    if (const char* env = std::getenv("CH_JOIN_TIMEOUT")) {
-        const auto t = parse_join_timeout(env);
-        if (!t)
-            fail("bad CH_JOIN_TIMEOUT=", printable(env), " (seconds, e.g. 30 or 2.5)");
-        log::verbose("join timeout: ", env, " s (from CH_JOIN_TIMEOUT)");
-        return *t;
-    }
-    return join_timeout_default;
-}
-
 JoinSpec join_spec(const RunOptions& opts) {
     const EnvLookup env = [](const char* name) {
         return std::getenv(name);
@@ -111,7 +99,7 @@ JoinSpec join_spec(const RunOptions& opts) {
     JoinSpec spec;
     spec.count = opts.join_ct ? *opts.join_ct : default_join_count(env);
     spec.tag = opts.join_tag ? *opts.join_tag : default_join_tag(env, ::getppid());
-    spec.timeout = join_timeout(opts);
+    spec.timeout = opts.join_timeout.value_or(join_timeout_default);
     return spec;
 }
 
@@ -128,7 +116,9 @@ JoinSpec join_spec(const RunOptions& opts) {
 
 } // namespace
 
-void run(const RunOptions& opts) {
+void run(const RunOptions& cli_opts) {
+    RunOptions opts = cli_opts;
+    apply_site_config(config::Config::load(), opts);
     if (opts.join_pid) {
         log::verbose("join: entering the container of pid ", *opts.join_pid);
         const JoinNamespaces ns = container_namespaces(*opts.join_pid);

@@ -99,8 +99,8 @@ peers() {
     cat "$out"/* | sort | uniq -c | sed 's/^/# /'
     [[ $(cat "$out"/* | sort -u | wc -l) -eq 2 ]]
     [[ $(sort -u "$out"/* | grep -c user) -eq 1 ]]
-    ! grep -qF "$(readlink /proc/self/ns/mnt)" "$out"/*
-    ! grep -qF "$(readlink /proc/self/ns/user)" "$out"/*
+    run grep -F -e "$(readlink /proc/self/ns/mnt)" -e "$(readlink /proc/self/ns/user)" "$out"/*
+    assert_status 1 # the host's namespaces are not the container's
     all_clean
 }
 

@@ -328,4 +328,45 @@ TEST_SUITE("run/join") {
             CHECK(error_of([] { container_namespaces(1); }).find("another user's process") !=
                   std::string::npos);
     }
+
+    TEST_CASE("join: SIGTERM while building: the others learn why, nothing is left") {
+        test::TempDir dir;
+        JoinSpec spec{"term", 3, 20'000ms};
+        const auto arrive_and_wait = [&] {
+            const pid_t pid = ::fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                JoinGroup g = JoinGroup::arrive(spec, dir.path());
+                ::pause(); // "building", or waiting, until the signal
+                ::_exit(0);
+            }
+            return pid;
+        };
+        const pid_t first = arrive_and_wait();
+        while (entries(dir.path()).empty())
+            std::this_thread::sleep_for(5ms);
+        std::string err;
+        {
+            JoinGroup g = JoinGroup::arrive(spec, dir.path());
+            REQUIRE(!g.first());
+            ::kill(first, SIGTERM);
+            CHECK(wait_status(first) == 128 + SIGTERM);
+            err = error_of([&] { g.wait_for_container(); });
+        }
+        CHECK(err == "join group term: the first peer failed: it was stopped by a signal");
+        CHECK(entries(dir.path()).empty());
+
+        // Every peer stopped before the last arrives: the last one out
+        // removes the name.
+        const pid_t a = arrive_and_wait();
+        while (entries(dir.path()).empty())
+            std::this_thread::sleep_for(5ms);
+        const pid_t b = arrive_and_wait();
+        std::this_thread::sleep_for(100ms);
+        ::kill(b, SIGTERM);
+        ::kill(a, SIGTERM);
+        CHECK(wait_status(a) == 128 + SIGTERM);
+        CHECK(wait_status(b) == 128 + SIGTERM);
+        CHECK(entries(dir.path()).empty());
+    }
 }
