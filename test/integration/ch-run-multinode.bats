@@ -145,7 +145,7 @@ assert_quiet() {
     done
 }
 
-@test "vnodes: /tmp and /dev/shm are each node's own; the shared directory is shared" {
+@test "vnodes: /tmp, /dev/shm and the spool are each node's own; the shared directory is shared" {
     local f=vn-test.$$
     run vn_srun -w vn1 -n 1 sh -c "touch /tmp/$f /dev/shm/$f $vn_work/$f && ls /tmp/$f /dev/shm/$f"
     assert_status 0
@@ -158,6 +158,11 @@ assert_quiet() {
     assert_output_has "cannot access '/dev/shm/$f'"
     run vn_srun -w vn1 -n 1 rm /tmp/$f /dev/shm/$f
     assert_status 0
+    # Slurm's spool directory (where the PMIx server's files go) shows each
+    # node its own only.
+    run vn_srun -N 2 --ntasks-per-node=1 --label ls "$VN_DIR/spool"
+    assert_status 0
+    [[ $(sort <<< "$output") == $'0: vn1\n1: vn2' ]] || { echo "spools: $output" >&2; return 1; }
 }
 
 @test "vnodes: the nodes reach each other and the login node, and nothing else" {
