@@ -138,10 +138,6 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
     return root;
 }
 
-bool optional(Need n) {
-    return n == Need::optional || n == Need::wanted;
-}
-
 // Why an optional step is skipped, at -v: the image or the host lacks it, or
 // the image has something unusable there, which is no reason to fail a run.
 bool is_skippable(int err) {
@@ -166,7 +162,7 @@ std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool 
     if (fd)
         return fd;
     const int err = errno;
-    if (optional(need) && is_skippable(err)) {
+    if (need == Need::optional && is_skippable(err)) {
         note_skip(dst, err, "destination in the image");
         return std::nullopt;
     }
@@ -223,22 +219,12 @@ public:
     }
 
     void operator()(const Bind& b) {
-        if (!bind(b) && b.need == Need::wanted)
-            log::warning("not binding ", b.src.string(),
-                         ": missing on the host or in the image; MPI through PMIx may fail (add "
-                         "the directory to the image, or use -W)");
-    }
-
-    // Returns false when an optional bind was skipped.
-    bool bind(const Bind& b) {
         const std::string what = cat("can't bind ", b.src.string(), " to ", b.dst.string());
         const Fd src = try_open_at(AT_FDCWD, b.src, O_PATH);
         if (!src) {
             const int err = errno;
-            if (optional(b.need) && is_skippable(err)) {
-                note_skip(b.dst, err, cat("source ", b.src.string()));
-                return false;
-            }
+            if (b.need == Need::optional && is_skippable(err))
+                return note_skip(b.dst, err, cat("source ", b.src.string()));
             throw_errno(what);
         }
 
@@ -248,19 +234,16 @@ public:
             throw_errno(what);
         const auto dst = find_dst(root_, b.dst, b.need, !S_ISDIR(st.st_mode), what);
         if (!dst)
-            return false;
+            return;
         // A file onto a directory or the reverse: ENOTDIR.
         if (::mount(src.proc_path().c_str(), dst->proc_path().c_str(), nullptr, MS_BIND | MS_REC,
                     nullptr) != 0) {
             const int err = errno;
-            if (optional(b.need) && is_skippable(err)) {
-                note_skip(b.dst, err, "destination in the image");
-                return false;
-            }
+            if (b.need == Need::optional && is_skippable(err))
+                return note_skip(b.dst, err, "destination in the image");
             throw_errno(what);
         }
         log::verbose("bind ", b.src.string(), " -> ", b.dst.string());
-        return true;
     }
 
     void operator()(const Tmpfs& t) {

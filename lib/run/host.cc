@@ -2,7 +2,6 @@
 // per MPI rank.
 #include "run/host.hh"
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -10,6 +9,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include "run/pmix.hh"
 #include "util/error.hh"
 
 namespace ch::run {
@@ -54,12 +54,7 @@ HostFacts probe_host(std::function<bool(const fs::path&)> image_has) {
         h.home = home;
     const char* tmpdir = std::getenv("TMPDIR");
     h.tmpdir = tmpdir == nullptr || *tmpdir == '\0' ? "/tmp" : tmpdir;
-    for (const char* var : pmix_dir_vars()) {
-        const char* dir = std::getenv(var);
-        if (dir != nullptr && dir[0] == '/' &&
-            std::find(h.pmix_dirs.begin(), h.pmix_dirs.end(), dir) == h.pmix_dirs.end())
-            h.pmix_dirs.emplace_back(dir);
-    }
+    h.pmix_dirs = pmix_dirs_from_env();
     read_local_names(h);
     h.image_has = std::move(image_has);
     return h;

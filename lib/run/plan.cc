@@ -120,7 +120,10 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
     for (const auto& dir : host.pmix_dirs) {
         if (visible_at_same_path(p.steps, dir))
             continue;
-        p.steps.emplace_back(Bind{dir, dir, p.writable_root() ? Need::make_dst : Need::wanted});
+        // Optional even with -W: creating the path could fail on directories
+        // of the image that another user owns. Where it is skipped, the
+        // command reaches the directory through a descriptor (pmix.hh).
+        p.steps.emplace_back(Bind{dir, dir, Need::optional});
     }
 
     for (const auto& b : opts.site_bind) {
@@ -166,8 +169,6 @@ const char* need_name(Need n) {
         return "optional";
     case Need::make_dst:
         return "create destination";
-    case Need::wanted:
-        return "optional, warn if skipped";
     }
     return "?";
 }

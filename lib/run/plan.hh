@@ -23,7 +23,6 @@ enum class Need {
     required, // both must exist; error otherwise
     optional, // skip quietly if either is missing
     make_dst, // the root is writable: create a missing destination
-    wanted,   // like optional, but skipping is a warning: the command likely needs it
 };
 
 struct IdMap {

@@ -14,6 +14,7 @@
 #include "run/host.hh"
 #include "run/join.hh"
 #include "run/plan.hh"
+#include "run/pmix.hh"
 #include "run/probe.hh"
 #include "run/site.hh"
 #include "run/squash.hh"
@@ -23,9 +24,27 @@
 #include "util/fd.hh"
 #include "util/log.hh"
 
+extern char** environ;
+
 namespace ch::run {
 
 namespace {
+
+constexpr const char* no_cma_var = "OMPI_MCA_btl_vader_single_copy_mechanism";
+
+std::vector<std::string> host_environment() {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; e++)
+        env.emplace_back(*e);
+    return env;
+}
+
+// Inside the container: the PMIx variables rewritten for directories the
+// container does not show at their own path (pmix.hh).
+void reach_pmix(PmixDirs& pmix, RunOptions& opts) {
+    for (auto& v : pmix.reach(host_environment()))
+        opts.site_env_set.push_back(std::move(v));
+}
 
 // -vv prints the plan; describing it is work, so only then.
 void debug_plan(const Plan& plan) {
@@ -119,10 +138,17 @@ JoinSpec join_spec(const RunOptions& opts) {
 void run(const RunOptions& cli_opts) {
     RunOptions opts = cli_opts;
     apply_site_config(config::Config::load(), opts);
+    PmixDirs pmix = PmixDirs::open(pmix_dirs_from_env());
+    // Cross-memory attach between ranks needs one user namespace: without
+    // --join each rank has its own, so Open MPI's probe could only fail, with
+    // a warning per rank. The site's or the user's setting wins.
+    if (!opts.join && !opts.join_pid && std::getenv(no_cma_var) == nullptr)
+        opts.site_env_set.insert(opts.site_env_set.begin(), {no_cma_var, "none"});
     if (opts.join_pid) {
         log::verbose("join: entering the container of pid ", *opts.join_pid);
         const JoinNamespaces ns = container_namespaces(*opts.join_pid);
         join_namespaces(ns.user, ns.mnt);
+        reach_pmix(pmix, opts);
         enter_command_joined(opts);
     }
     std::optional<JoinGroup> group;
@@ -134,13 +160,17 @@ void run(const RunOptions& cli_opts) {
             log::verbose("join: entering the container of group ", spec.tag);
             join_namespaces(ns.user, ns.mnt);
             group->joined();
+            reach_pmix(pmix, opts);
             enter_command_joined(opts);
         }
     }
     try {
-        build_and_enter(opts, [&group] {
+        // build_and_enter's opts is this opts: what built() adds reaches the
+        // command.
+        build_and_enter(opts, [&] {
             if (group)
                 group->publish_ready();
+            reach_pmix(pmix, opts);
         });
     } catch (const std::exception& e) {
         if (group)

@@ -287,3 +287,40 @@ peers() {
     wait "$pid" || true
     all_clean
 }
+
+@test 'ch-run-join: PMIx directories the image lacks are reached through a descriptor' {
+    # As Slurm's mpi/pmix sets them: the server's directory in its spool
+    # (which the image lacks) and the data store under it. TMPDIR elsewhere,
+    # so the container's /tmp does not show the host's.
+    local spool=$BATS_TEST_TMPDIR/spool/pmix.7.0
+    mkdir -p "$spool/pmix_dstor_ds21_9" "$BATS_TEST_TMPDIR/t"
+    echo store > "$spool/pmix_dstor_ds21_9/initial-pmix_shared-segment"
+    PMIX_SERVER_TMPDIR=$spool/ PMIX_DSTORE_21_BASE_PATH=$spool/pmix_dstor_ds21_9 \
+    TMPDIR=$BATS_TEST_TMPDIR/t \
+        run ch-run -v "$ch_busybox" -- sh -c 'echo $PMIX_SERVER_TMPDIR; cat $PMIX_DSTORE_21_BASE_PATH/initial-pmix_shared-segment'
+    assert_status 0
+    assert_output_has "PMIx directory $spool/ is not in the image: reached as /proc/self/fd/"
+    assert_output_lacks "warning"
+    [[ ${lines[-2]} == /proc/self/fd/*/ ]]
+    assert_line_is -1 store
+    # Peers of a joined container reach it the same way.
+    local i
+    for i in 0 1; do
+        PMIX_SERVER_TMPDIR=$spool/ PMIX_DSTORE_21_BASE_PATH=$spool/pmix_dstor_ds21_9 \
+        TMPDIR=$BATS_TEST_TMPDIR/t ch-run --join-ct=2 --join-tag="$tag" "$ch_busybox" -- \
+            sh -c 'cat $PMIX_DSTORE_21_BASE_PATH/initial-pmix_shared-segment' > "$out/$i" 2>&1 &
+    done
+    wait
+    [[ $(cat "$out/0") == store && $(cat "$out/1") == store ]]
+    all_clean
+}
+
+@test 'ch-run-join: Open MPI is told CMA is off without --join, left alone with it' {
+    run ch-run "$ch_busybox" -- env
+    assert_output_has "OMPI_MCA_btl_vader_single_copy_mechanism=none"
+    run ch-run --join-ct=1 --join-tag="$tag" "$ch_busybox" -- env
+    assert_output_lacks "OMPI_MCA_btl_vader_single_copy_mechanism"
+    OMPI_MCA_btl_vader_single_copy_mechanism=cma run ch-run "$ch_busybox" -- env
+    assert_output_has "OMPI_MCA_btl_vader_single_copy_mechanism=cma"
+    all_clean
+}

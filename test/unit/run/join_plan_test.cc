@@ -5,6 +5,7 @@
 
 #include "run/env.hh"
 #include "run/plan.hh"
+#include "run/pmix.hh"
 #include "util/error.hh"
 
 using namespace ch::run;
@@ -59,16 +60,26 @@ TEST_SUITE("run/join") {
         const Plan p = make_plan(opts(), "/img", h);
         CHECK(binds_after_tmp(p) ==
               std::vector<std::string>{"bind /var/spool/slurm/pmix.5.0 -> "
-                                       "/var/spool/slurm/pmix.5.0 (optional, warn if skipped)"});
+                                       "/var/spool/slurm/pmix.5.0 (optional)"});
         h.tmpdir = "/scratch/alice"; // then /tmp in the container is not the host's
         RunOptions w = opts();
-        w.write_fake = "1g";
+        w.write_fake = "1g"; // still optional: pmix.hh reaches what can't be bound
         const Plan q = make_plan(w, "/img", h);
-        CHECK(
-            binds_after_tmp(q) ==
-            std::vector<std::string>{
-                "bind /var/spool/slurm/pmix.5.0 -> /var/spool/slurm/pmix.5.0 (create destination)",
-                "bind /tmp/prte.x -> /tmp/prte.x (create destination)"});
+        CHECK(binds_after_tmp(q) ==
+              std::vector<std::string>{
+                  "bind /var/spool/slurm/pmix.5.0 -> /var/spool/slurm/pmix.5.0 (optional)",
+                  "bind /tmp/prte.x -> /tmp/prte.x (optional)"});
+    }
+
+    TEST_CASE("pmix: variables under a directory are pointed at its descriptor") {
+        const auto env = rewrite_pmix_paths(
+            {"PMIX_SERVER_TMPDIR=/var/spool/slurmd/pmix.5.0/",
+             "PMIX_DSTORE_21_BASE_PATH=/var/spool/slurmd/pmix.5.0/pmix_dstor_ds21_7",
+             "PMIX_SYSTEM_TMPDIR=/tmp", "PMIX_OTHER=/var/spool/slurmd/pmix.5.00",
+             "SLURM_X=/var/spool/slurmd/pmix.5.0", "PMIX_RANK=0"},
+            "/var/spool/slurmd/pmix.5.0/", "/proc/self/fd/9");
+        CHECK(env == EnvVars{{"PMIX_SERVER_TMPDIR", "/proc/self/fd/9/"},
+                             {"PMIX_DSTORE_21_BASE_PATH", "/proc/self/fd/9/pmix_dstor_ds21_7"}});
     }
 
     TEST_CASE("plan: site binds come after the PMIx directories and before -b") {
