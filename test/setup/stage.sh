@@ -14,6 +14,7 @@ ch_registry=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/integration/fixture
 
 # stage_exit: undo what stage_all set up for the run, however it ends.
 stage_exit() {
+    stop_vnodes
     stop_slurm
     stop_registries
     unmount_small_tmpfs
@@ -86,6 +87,28 @@ start_slurm() { # start_slurm SCOPE: only as root, only if Slurm is installed
     ch_slurm_dir=
 }
 
+# The virtual cluster of ch-run-multinode.bats (fixtures/vnodes.sh: two
+# Slurm nodes in namespaces, chtools installed on their shared directory), at
+# $CH_TEST_ROOT/vnodes: started by stage_all as root, stopped at exit. If it
+# can't start, the multi-node tests skip (or fail with CH_TEST_MUST_WORK=1).
+ch_vnodes=
+stop_vnodes() {
+    if [[ -n $ch_vnodes ]]; then
+        "$ch_vnodes" stop && echo "stopped the virtual cluster"
+        ch_vnodes=
+    fi
+}
+start_vnodes() { # start_vnodes SCOPE TOP
+    [[ $(id -u) -eq 0 && $1 != quick ]] || return 0
+    command -v slurmd >/dev/null || return 0
+    ch_vnodes=$2/test/integration/fixtures/vnodes.sh
+    trap stage_exit EXIT
+    if ! { "$ch_vnodes" start 2 && "$ch_vnodes" stage "$2" "$CH_TEST_ROOT/img"; }; then
+        echo "the virtual cluster did not start: multi-node tests will skip"
+        stop_vnodes
+    fi
+}
+
 stage_all() { # stage_all SCOPE
     local scope=$1 top
     top=$(pwd)
@@ -116,6 +139,7 @@ stage_all() { # stage_all SCOPE
         source test/integration/fixtures/slurm.bash
         slurm_stop "$CH_TEST_ROOT/slurm"
     fi
+    test/integration/fixtures/vnodes.sh clean   # a killed run's, by name
     rm -rf "$CH_TEST_ROOT"
     mkdir -p "$CH_TEST_ROOT"/{bin,img,suites} || return 1
     chmod 0755 "$CH_TEST_ROOT"
@@ -149,5 +173,6 @@ stage_all() { # stage_all SCOPE
         bash "$ch_registry" start || return 1
     fi
     start_slurm "$scope"
+    start_vnodes "$scope" "$top"
     cd "$top" || return 1
 }
