@@ -218,7 +218,6 @@ private:
     std::uint32_t xattr_ids_ = 0;
     std::vector<std::uint64_t> xattr_id_blocks_;
     std::uint64_t xattr_kv_start_ = 0, xattr_kv_end_ = 0;
-    std::uint64_t xattr_id_lo_ = 0;
     mutable std::unique_ptr<BlockCache> meta_;
 };
 

@@ -59,7 +59,7 @@ fs::path make_plain_image(const Tmp& t) {
     const fs::path tree = t.path / "tree";
     fs::create_directories(tree);
     for (int i = 0; i < 100; i++) {
-        std::string name(100, 'a' + i % 26);
+        std::string name(100, static_cast<char>('a' + i % 26));
         name += std::to_string(i);
         std::ofstream(tree / name) << "file " << i << "\n";
     }
