@@ -79,7 +79,7 @@ CLI_OBJS := $(B)/bin/cli.o
 # xz_crc64.o by name, before the archives: see the file for why.
 ch-run_BINOBJS  := $(B)/bin/run_cli.o $(B)/lib/image/xz_crc64.o
 ch-run_LIBS     := $(call lib_a,run image storage util)
-ch-run_SYSLIBS  := $(RUN_LIBS)
+ch-run_SYSLIBS  := $(YAML_LIBS) $(RUN_LIBS)
 # A static PIE when configure found every archive; never under sanitizers,
 # which need the dynamic loader. -pie and g++'s -static-libstdc++ (which ends
 # in -Bdynamic) would each turn the link back into a dynamic one. The link's

@@ -24,6 +24,9 @@ const Spec spec = {
         {"gid", 'g', Arg::required, false, "GID", "run as GID within container"},
         {"help", '?', Arg::none, false, "", "give this help list"},
         {"home", 0, Arg::none, false, "", "bind $HOME at /home/$USER (adds -W if needed)"},
+        {"inject", 0, Arg::optional, false, "SET,...",
+         "bind the site's injection sets (all without SET) into the container, libraries in a "
+         "generated ld.so.cache (adds -W)"},
         {"mount", 'm', Arg::required, false, "DIR",
          "SquashFS mount point (DIR must exist; default: STORAGE/mnt, created if needed)"},
         {"no-passwd", 0, Arg::none, false, "", "don't bind user and group databases"},
@@ -129,6 +132,12 @@ run::RunOptions to_run_options(const Parsed& p) {
     if (auto u = p.value("uid"))
         o.uid = parse_id("--uid", *u);
     o.home = p.has("home");
+    if (p.has("inject")) {
+        o.inject.emplace();
+        for (const auto& s : split(p.value("inject").value_or(""), ','))
+            if (!s.empty())
+                o.inject->push_back(s);
+    }
     if (auto m = p.value("mount"))
         o.mount = *m;
     o.no_passwd = p.has("no-passwd");

@@ -26,8 +26,8 @@ bool read_exact(int fd, void* buf, std::size_t len, std::uint64_t off, std::uint
         return false;
     std::size_t done = 0;
     while (done < len) {
-        const ssize_t n = ::pread(fd, static_cast<char*>(buf) + done, len - done,
-                                  static_cast<off_t>(off + done));
+        const ssize_t n =
+            ::pread(fd, static_cast<char*>(buf) + done, len - done, static_cast<off_t>(off + done));
         if (n <= 0)
             return false;
         done += static_cast<std::size_t>(n);
@@ -88,7 +88,8 @@ ElfInfo read_class(int fd, std::string_view what, std::uint64_t size) {
         damaged("soname outside the file");
     const std::uint64_t at = *file_off + *soname;
     char buf[max_soname];
-    const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(max_soname, size - at));
+    const std::size_t len =
+        static_cast<std::size_t>(std::min<std::uint64_t>(max_soname, size - at));
     if (!read_exact(fd, buf, len, at, size))
         damaged("soname unreadable");
     const void* nul = std::memchr(buf, '\0', len);
@@ -111,7 +112,8 @@ std::optional<ElfInfo> read_elf(int fd, std::string_view what) {
     unsigned char ident[EI_NIDENT];
     if (!read_exact(fd, ident, sizeof ident, 0, size) || std::memcmp(ident, ELFMAG, SELFMAG) != 0)
         return std::nullopt;
-    const unsigned char native = std::endian::native == std::endian::little ? ELFDATA2LSB : ELFDATA2MSB;
+    const unsigned char native =
+        std::endian::native == std::endian::little ? ELFDATA2LSB : ELFDATA2MSB;
     if (ident[EI_DATA] != native)
         return std::nullopt;
     if (ident[EI_CLASS] == ELFCLASS64)

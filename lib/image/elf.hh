@@ -13,9 +13,9 @@
 namespace ch::image {
 
 struct ElfInfo {
-    std::uint16_t machine = 0;   // e_machine
-    bool is64 = false;           // ELFCLASS64
-    bool shared = false;         // ET_DYN
+    std::uint16_t machine = 0;         // e_machine
+    bool is64 = false;                 // ELFCLASS64
+    bool shared = false;               // ET_DYN
     std::optional<std::string> soname; // DT_SONAME, when the file has one
 };
 

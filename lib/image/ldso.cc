@@ -45,7 +45,8 @@ std::string cache_string(std::string_view d, std::size_t base, std::uint32_t off
     const void* nul = std::memchr(d.data() + at, '\0', d.size() - at);
     if (!nul)
         fail("string at offset ", off, " not terminated");
-    return std::string(d.data() + at, static_cast<std::size_t>(static_cast<const char*>(nul) - (d.data() + at)));
+    return std::string(d.data() + at,
+                       static_cast<std::size_t>(static_cast<const char*>(nul) - (d.data() + at)));
 }
 
 } // namespace
@@ -142,8 +143,7 @@ std::string make_ld_cache(std::vector<LdCacheEntry> entries) {
     });
     entries.erase(std::unique(entries.begin(), entries.end(),
                               [](const auto& a, const auto& b) {
-                                  return a.key == b.key && a.flags == b.flags &&
-                                         a.hwcap == b.hwcap;
+                                  return a.key == b.key && a.flags == b.flags && a.hwcap == b.hwcap;
                               }),
                   entries.end());
     const std::size_t strings_at = new_header_size + entries.size() * new_entry_size;

@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "run/inject.hh"
 #include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -210,6 +211,12 @@ public:
             return;
         bind_mount(src.proc_path(), dst->proc_path(), "a generated file", w.dst.string());
         log::verbose("write ", w.dst.string());
+    }
+
+    void operator()(const WriteLdCache& c) {
+        (*this)(WriteFile{"/etc/ld.so.cache",
+                          merged_ld_cache(c.libs, read_image_ld_cache(root_.get())),
+                          Need::make_dst});
     }
 
     void operator()(const SealScratch&) {

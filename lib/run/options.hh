@@ -38,6 +38,7 @@ struct RunOptions {
     std::vector<std::string> command;
     std::vector<BindSpec> bind;
     std::optional<std::string> cd;
+    std::optional<std::vector<std::string>> inject; // --inject[=SET,...]: empty for every set
     bool env_no_expand = false;
     std::optional<gid_t> gid;
     bool home = false;

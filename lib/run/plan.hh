@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include "image/ldso.hh"
 #include "run/options.hh"
 
 namespace ch::run {
@@ -54,9 +55,16 @@ struct WriteFile {
 // under one of them. So every WriteFile comes before this step.
 struct SealScratch {};
 
+// --inject's /etc/ld.so.cache: the image's entries with libs in their place,
+// generated when the step runs (it reads the image through the new root) and
+// bound as a WriteFile is; so it too comes before SealScratch.
+struct WriteLdCache {
+    std::vector<image::LdCacheEntry> libs; // soname -> path in the container
+};
+
 // One step of the plan. apply() dispatches with std::visit, so a new kind
 // does not compile until apply, describe and the tests handle it.
-using Step = std::variant<WriteFile, SealScratch, Bind, Tmpfs>;
+using Step = std::variant<WriteFile, SealScratch, Bind, Tmpfs, WriteLdCache>;
 
 // A SquashFS image, mounted with FUSE on mount_dir inside the container's
 // new mount namespace (never on the host) right after the namespaces are
@@ -82,6 +90,13 @@ struct Plan {
     bool writable_root() const { return write || overlay_size.has_value(); }
 };
 
+// --inject (inject.hh): host files to bind (make_dst: the plan adds -W) and
+// the libraries among them.
+struct Injection {
+    std::vector<Bind> binds;
+    std::vector<image::LdCacheEntry> libs;
+};
+
 // What make_plan needs to know about the host and the image.
 struct HostFacts {
     uid_t euid = 0;
@@ -92,6 +107,7 @@ struct HostFacts {
     std::string group_name;          // of egid, for /etc/group
     std::string gecos;
     std::function<bool(const fs::path&)> image_has; // path exists inside the image
+    std::optional<Injection> injection;             // --inject
 };
 
 // Host paths bound by default: required ones must exist on the host and in

@@ -12,6 +12,7 @@
 #include "run/apply.hh"
 #include "run/exec.hh"
 #include "run/host.hh"
+#include "run/inject.hh"
 #include "run/plan.hh"
 #include "run/probe.hh"
 #include "run/squash.hh"
@@ -36,6 +37,14 @@ std::function<bool(const fs::path&)> dir_has(const fs::path& image_dir) {
         const Fd image_fd = open_at(AT_FDCWD, image_dir, O_PATH | O_DIRECTORY);
         return static_cast<bool>(resolve_in_root(image_fd.get(), p.string()));
     };
+}
+
+// --inject reads the configuration and the injected libraries' headers;
+// without it, nothing of that happens.
+HostFacts with_injection(const RunOptions& opts, HostFacts host) {
+    if (opts.inject)
+        host.injection = prepare_injection(*opts.inject);
+    return host;
 }
 
 // The SquashFS mount point: -m DIR must exist (Charliecloud's rule); the
@@ -80,7 +89,8 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
     auto image_has = [&file](const fs::path& p) {
         return file.has(p.string());
     };
-    const Plan plan = make_squash_plan(opts, img.path, storage, probe_host(image_has));
+    const Plan plan =
+        make_squash_plan(opts, img.path, storage, with_injection(opts, probe_host(image_has)));
     check_mount_dir(opts, storage, img.ref);
     debug_plan(plan);
     SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
@@ -106,7 +116,8 @@ void run(const RunOptions& opts) {
         if (opts.mount)
             log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind),
                          " ", img.ref);
-        const Plan plan = make_plan(opts, img.path, probe_host(dir_has(img.path)));
+        const Plan plan =
+            make_plan(opts, img.path, with_injection(opts, probe_host(dir_has(img.path))));
         debug_plan(plan);
         apply(plan);
         enter_command(opts, plan);

@@ -53,12 +53,19 @@ TEST_CASE("this host's ld.so.cache parses, is in the loader's order, and survive
     for (const auto& e : entries)
         has_libc = has_libc || e.key == "libc.so.6";
     CHECK(has_libc);
+    // The loader takes the first of equal entries (this host's cache has one
+    // such pair: ld-linux.so.2 in /lib32 and /lib); a rewrite keeps only it.
+    std::vector<LdCacheEntry> firsts;
+    for (const auto& e : entries)
+        if (firsts.empty() || firsts.back().key != e.key || firsts.back().flags != e.flags ||
+            firsts.back().hwcap != e.hwcap)
+            firsts.push_back(e);
     const auto again = parse_ld_cache(make_ld_cache(entries));
-    REQUIRE(again.size() == entries.size());
-    for (std::size_t i = 0; i < entries.size(); i++) {
-        CHECK(again[i].key == entries[i].key);
-        CHECK(again[i].value == entries[i].value);
-        CHECK(again[i].flags == entries[i].flags);
+    REQUIRE(again.size() == firsts.size());
+    for (std::size_t i = 0; i < firsts.size(); i++) {
+        CHECK(again[i].key == firsts[i].key);
+        CHECK(again[i].value == firsts[i].value);
+        CHECK(again[i].flags == firsts[i].flags);
     }
 }
 
@@ -69,8 +76,8 @@ TEST_CASE("a generated cache is one glibc's ldconfig reads, and ours come first"
     for (auto& h : parse_ld_cache(host_cache()))
         e.push_back(h);
     spit(t / "cache", make_ld_cache(e));
-    const std::string cmd = cat("/sbin/ldconfig -p -C ", (t / "cache").string(), " > ",
-                                (t / "out").string(), " 2>&1");
+    const std::string cmd =
+        cat("/sbin/ldconfig -p -C ", (t / "cache").string(), " > ", (t / "out").string(), " 2>&1");
     REQUIRE(std::system(cmd.c_str()) == 0);
     const std::string out = read_file(t / "out");
     CHECK(out.find("libinjected.so.3 (libc6,x86-64) => /opt/inj/libinjected.so.3") !=

@@ -1,0 +1,53 @@
+// inject_cache.cc: the generated ld.so.cache of inject.hh. Apart from
+// inject.cc, so that what apply.cc needs does not pull in the configuration
+// loader (and yaml-cpp) for ch-checkns.
+#include <set>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "run/inject.hh"
+#include "util/error.hh"
+#include "util/fd.hh"
+#include "util/log.hh"
+
+namespace ch::run {
+
+std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                            const std::optional<std::string>& image_cache) {
+    std::vector<image::LdCacheEntry> all = libs;
+    if (image_cache) {
+        try {
+            std::set<std::string> ours;
+            for (const auto& l : libs)
+                ours.insert(l.key);
+            for (auto& e : image::parse_ld_cache(*image_cache))
+                if (e.hwcap == 0 && !ours.count(e.key))
+                    all.push_back(std::move(e));
+        } catch (const Error& e) {
+            log::warning("ignoring the image's /etc/ld.so.cache: ", e.what(),
+                         " (only injected libraries are in the generated one)");
+        }
+    }
+    return image::make_ld_cache(std::move(all));
+}
+
+std::optional<std::string> read_image_ld_cache(int rootfd) {
+    const Fd p = resolve_in_root(rootfd, "/etc/ld.so.cache");
+    if (!p)
+        return std::nullopt;
+
+    struct stat st {};
+
+    if (::fstat(p.get(), &st) != 0 || !S_ISREG(st.st_mode))
+        return std::nullopt;
+    if (static_cast<std::uint64_t>(st.st_size) > image::ld_cache_max_bytes) {
+        log::warning("ignoring the image's /etc/ld.so.cache: larger than ",
+                     image::ld_cache_max_bytes, " bytes");
+        return std::nullopt;
+    }
+    const Fd f = open_at(AT_FDCWD, p.proc_path(), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    return read_all(f.get(), "the image's /etc/ld.so.cache", image::ld_cache_max_bytes);
+}
+
+} // namespace ch::run
