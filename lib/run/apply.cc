@@ -214,9 +214,10 @@ public:
     }
 
     void operator()(const WriteLdCache& c) {
-        (*this)(WriteFile{"/etc/ld.so.cache",
-                          merged_ld_cache(c.libs, read_image_ld_cache(root_.get())),
-                          Need::make_dst});
+        auto image_cache = read_image_ld_cache(root_.get());
+        unlink_ld_cache_symlink(root_.get());
+        (*this)(
+            WriteFile{"/etc/ld.so.cache", merged_ld_cache(c.libs, image_cache), Need::make_dst});
     }
 
     void operator()(const SealScratch&) {

@@ -44,6 +44,12 @@ Injection prepare_injection(const std::vector<std::string>& sets);
 std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
                             const std::optional<std::string>& image_cache);
 
+// When the image's /etc/ld.so.cache is a symlink, removes it from the
+// writable layer at rootfd (the image keeps it): a bind would land wherever
+// it points, perhaps under a later bind such as /tmp, which would hide the
+// generated cache.
+void unlink_ld_cache_symlink(int rootfd);
+
 // The image's /etc/ld.so.cache under rootfd, read within the root; nullopt
 // when it is missing or not a regular file.
 std::optional<std::string> read_image_ld_cache(int rootfd);

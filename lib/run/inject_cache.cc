@@ -32,6 +32,18 @@ std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
     return image::make_ld_cache(std::move(all));
 }
 
+void unlink_ld_cache_symlink(int rootfd) {
+    const Fd etc = resolve_in_root(rootfd, "/etc");
+    if (!etc)
+        return;
+
+    struct stat st {};
+
+    if (::fstatat(etc.get(), "ld.so.cache", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
+        ::unlinkat(etc.get(), "ld.so.cache", 0) != 0)
+        throw_errno("can't replace the image's /etc/ld.so.cache, a symlink, in the writable layer");
+}
+
 std::optional<std::string> read_image_ld_cache(int rootfd) {
     const Fd p = resolve_in_root(rootfd, "/etc/ld.so.cache");
     if (!p)
