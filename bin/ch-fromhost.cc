@@ -25,7 +25,8 @@ const cli::Spec spec = {
     "Copy host files into the directory image IMAGE (a path or the name of an image in "
     "storage). Shared libraries go to the image's library directory (the first directory its "
     "ld.so.conf lists), other files to the same path or to --dest, and then the image's ldconfig "
-    "runs inside it. For read-only and SquashFS images, use ch-run --inject instead.",
+    "runs inside it. For read-only and SquashFS images, use injection at run time instead "
+    "(ch-run(1), INJECTION).",
     {
         {"cmd", 'c', cli::Arg::required, true, "CMD", "add the files CMD prints, one per line"},
         {"dest", 'd', cli::Arg::required, true, "DIR",
