@@ -35,13 +35,40 @@ bool read_exact(int fd, void* buf, std::size_t len, std::uint64_t off, std::uint
     return true;
 }
 
+// The file's first KiB is read once: it holds the header and, in the
+// libraries linkers write, the program headers. ch-run reads every injected
+// library's headers at each start, so system calls count.
+struct Reader {
+    int fd;
+    std::uint64_t size;
+    char head[1024];
+    std::size_t head_len = 0;
+
+    Reader(int f, std::uint64_t sz)
+        : fd(f)
+        , size(sz) {
+        head_len = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof head, size));
+        if (!read_exact(fd, head, head_len, 0, size))
+            head_len = 0;
+    }
+
+    bool read(void* buf, std::size_t len, std::uint64_t off) const {
+        if (off <= head_len && len <= head_len - off) {
+            std::memcpy(buf, head + off, len);
+            return true;
+        }
+        return read_exact(fd, buf, len, off, size);
+    }
+};
+
 template <typename Ehdr, typename Phdr, typename Dyn>
-ElfInfo read_class(int fd, std::string_view what, std::uint64_t size) {
+ElfInfo read_class(const Reader& r, std::string_view what) {
+    const std::uint64_t size = r.size;
     auto damaged = [&](std::string_view why) {
         fail("can't read ELF file ", what, ": ", why);
     };
     Ehdr eh{};
-    if (!read_exact(fd, &eh, sizeof eh, 0, size))
+    if (!r.read(&eh, sizeof eh, 0))
         damaged("header truncated");
     ElfInfo info;
     info.machine = eh.e_machine;
@@ -52,7 +79,7 @@ ElfInfo read_class(int fd, std::string_view what, std::uint64_t size) {
     if (eh.e_phentsize != sizeof(Phdr) || eh.e_phnum > max_phdrs)
         damaged("bad program header table");
     std::vector<Phdr> ph(eh.e_phnum);
-    if (!read_exact(fd, ph.data(), ph.size() * sizeof(Phdr), eh.e_phoff, size))
+    if (!r.read(ph.data(), ph.size() * sizeof(Phdr), eh.e_phoff))
         damaged("program header table outside the file");
     const Phdr* dyn_ph = nullptr;
     for (const auto& p : ph)
@@ -63,7 +90,7 @@ ElfInfo read_class(int fd, std::string_view what, std::uint64_t size) {
     if (dyn_ph->p_filesz > max_dynamic)
         damaged("dynamic section too large");
     std::vector<Dyn> dyn(dyn_ph->p_filesz / sizeof(Dyn));
-    if (!read_exact(fd, dyn.data(), dyn.size() * sizeof(Dyn), dyn_ph->p_offset, size))
+    if (!r.read(dyn.data(), dyn.size() * sizeof(Dyn), dyn_ph->p_offset))
         damaged("dynamic section outside the file");
     std::optional<std::uint64_t> strtab, soname;
     for (const auto& d : dyn) {
@@ -87,12 +114,18 @@ ElfInfo read_class(int fd, std::string_view what, std::uint64_t size) {
     if (!file_off || *soname > size || *file_off > size - *soname)
         damaged("soname outside the file");
     const std::uint64_t at = *file_off + *soname;
+    // Most sonames are short: 256 bytes first, the whole limit if need be.
     char buf[max_soname];
-    const std::size_t len =
-        static_cast<std::size_t>(std::min<std::uint64_t>(max_soname, size - at));
-    if (!read_exact(fd, buf, len, at, size))
-        damaged("soname unreadable");
-    const void* nul = std::memchr(buf, '\0', len);
+    const void* nul = nullptr;
+    std::size_t len = 0;
+    for (const std::size_t want : {std::size_t{256}, max_soname}) {
+        len = static_cast<std::size_t>(std::min<std::uint64_t>(want, size - at));
+        if (!r.read(buf, len, at))
+            damaged("soname unreadable");
+        nul = std::memchr(buf, '\0', len);
+        if (nul || len < want)
+            break;
+    }
     if (!nul)
         damaged("soname not terminated");
     info.soname = std::string(buf, static_cast<std::size_t>(static_cast<const char*>(nul) - buf));
@@ -109,17 +142,18 @@ std::optional<ElfInfo> read_elf(int fd, std::string_view what) {
     if (!S_ISREG(st.st_mode))
         return std::nullopt;
     const auto size = static_cast<std::uint64_t>(st.st_size);
+    const Reader r(fd, size);
     unsigned char ident[EI_NIDENT];
-    if (!read_exact(fd, ident, sizeof ident, 0, size) || std::memcmp(ident, ELFMAG, SELFMAG) != 0)
+    if (!r.read(ident, sizeof ident, 0) || std::memcmp(ident, ELFMAG, SELFMAG) != 0)
         return std::nullopt;
     const unsigned char native =
         std::endian::native == std::endian::little ? ELFDATA2LSB : ELFDATA2MSB;
     if (ident[EI_DATA] != native)
         return std::nullopt;
     if (ident[EI_CLASS] == ELFCLASS64)
-        return read_class<Elf64_Ehdr, Elf64_Phdr, Elf64_Dyn>(fd, what, size);
+        return read_class<Elf64_Ehdr, Elf64_Phdr, Elf64_Dyn>(r, what);
     if (ident[EI_CLASS] == ELFCLASS32)
-        return read_class<Elf32_Ehdr, Elf32_Phdr, Elf32_Dyn>(fd, what, size);
+        return read_class<Elf32_Ehdr, Elf32_Phdr, Elf32_Dyn>(r, what);
     return std::nullopt;
 }
 

@@ -115,6 +115,8 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
         const Fd lower = open_dir_at(scratch, "lower");
         const Fd upper = open_dir_at(scratch, "upper");
         const Fd work = open_dir_at(scratch, "work");
+        for (const auto& path : plan.upper_paths)
+            prepare_upper(lower.get(), upper.get(), path);
         // userxattr: unprivileged overlayfs keeps its metadata in user.*
         // xattrs (Linux 5.11). No "volatile": it saves nothing on a tmpfs
         // upper layer and turns ENOSPC into EIO. Paths go through

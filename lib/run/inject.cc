@@ -1,6 +1,7 @@
 // inject.cc: see inject.hh.
 #include "run/inject.hh"
 
+#include <map>
 #include <set>
 
 #include <fcntl.h>
@@ -88,27 +89,52 @@ std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std:
     return out;
 }
 
-std::vector<image::LdCacheEntry> inject_libs(const std::vector<Bind>& binds) {
-    std::vector<image::LdCacheEntry> libs;
+Injection group_libraries(const std::vector<Bind>& binds) {
+    Injection inj;
+    std::map<std::string, std::string> dirs; // host directory -> its mount point
+    std::vector<Bind> rest;
     for (const auto& b : binds) {
         // Missing sources are the bind step's to report, with its wording.
         const Fd fd = try_open_at(AT_FDCWD, b.src, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-        if (!fd)
+        const auto elf = fd ? image::read_elf(fd.get(), b.src.string()) : std::nullopt;
+        if (!elf || !elf->shared || !elf->soname) {
+            rest.push_back(b);
             continue;
-        const auto elf = image::read_elf(fd.get(), b.src.string());
-        if (!elf || !elf->shared || !elf->soname)
+        }
+        const std::int32_t flags = image::ld_cache_flags(*elf);
+        if (b.dst != b.src) { // a target of its own: bound there, alone
+            inj.libs.push_back({*elf->soname, b.dst.string(), flags, 0});
+            rest.push_back(b);
             continue;
-        libs.push_back({*elf->soname, b.dst.string(), image::ld_cache_flags(*elf), 0});
+        }
+        // The file itself, not a link to it: the link's target could be
+        // outside the directory bound.
+        std::error_code ec;
+        const fs::path real = fs::read_symlink(fd.proc_path(), ec); // one call, not one a component
+        if (ec || !real.is_absolute()) {
+            rest.push_back(b);
+            continue;
+        }
+        auto [at, fresh] = dirs.emplace(real.parent_path().string(), "");
+        if (fresh) {
+            at->second = cat(inject_dir, "/", dirs.size() - 1);
+            inj.binds.push_back({at->first, at->second, Need::make_dst});
+            inj.upper_paths.push_back(at->second.substr(1) + "/");
+        }
+        inj.libs.push_back(
+            {*elf->soname, cat(at->second, "/", real.filename().string()), flags, 0});
     }
-    return libs;
+    if (!inj.libs.empty())
+        inj.upper_paths.push_back("etc/ld.so.cache");
+    inj.binds.insert(inj.binds.end(), rest.begin(), rest.end());
+    return inj;
 }
 
 Injection prepare_injection(const std::vector<std::string>& sets) {
     const config::Config cfg = config::Config::load();
-    Injection inj;
-    inj.binds = inject_binds(cfg, sets);
-    inj.libs = inject_libs(inj.binds);
-    log::verbose("inject: ", inj.binds.size(), " files, ", inj.libs.size(), " libraries");
+    const auto binds = inject_binds(cfg, sets);
+    Injection inj = group_libraries(binds);
+    log::verbose("inject: ", binds.size(), " files, ", inj.libs.size(), " libraries");
     return inj;
 }
 

@@ -29,9 +29,18 @@ namespace ch::run {
 // UsageError for a set the configuration lacks.
 std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std::string>& sets);
 
-// Reads each source's ELF header on the host: the libraries among binds,
-// as cache entries keyed by soname and pointing at their destination.
-std::vector<image::LdCacheEntry> inject_libs(const std::vector<Bind>& binds);
+// Where libraries without a target of their own are bound: their host
+// directories, one mount each, at inject_dir/0, /1, ...
+constexpr const char* inject_dir = "/ch/inject";
+
+// Reads each source's ELF header on the host. Libraries (ELF shared objects
+// with a soname) without a target of their own are bound by directory (one
+// mount for many libraries; the directory of the file a symlink names) and
+// the cache entries point into it; other files, and libraries with a target,
+// are bound one by one. Mount points and /etc/ld.so.cache are made in the
+// overlay's upper layer before it is mounted (upper_paths), so that they
+// exist whoever owns the image's directories.
+Injection group_libraries(const std::vector<Bind>& binds);
 
 // Both of the above, loading the configuration (Config::load()).
 Injection prepare_injection(const std::vector<std::string>& sets);
@@ -49,6 +58,12 @@ std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
 // it points, perhaps under a later bind such as /tmp, which would hide the
 // generated cache.
 void unlink_ld_cache_symlink(int rootfd);
+
+// Makes path (relative; a trailing "/" for a directory, else an empty file)
+// in the overlay's upper layer before the overlay is mounted. Skipped when
+// the image (lowerfd) has something other than a directory on the way, which
+// the upper layer would hide.
+void prepare_upper(int lowerfd, int upperfd, const std::string& path);
 
 // The image's /etc/ld.so.cache under rootfd, read within the root; nullopt
 // when it is missing or not a regular file.

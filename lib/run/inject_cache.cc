@@ -32,6 +32,39 @@ std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
     return image::make_ld_cache(std::move(all));
 }
 
+void prepare_upper(int lowerfd, int upperfd, const std::string& path) {
+    const bool is_dir = !path.empty() && path.back() == '/';
+    std::vector<std::string> comps;
+    for (auto& c : split(path, '/'))
+        if (!c.empty())
+            comps.push_back(std::move(c));
+    Fd lower = open_at(lowerfd, ".", O_PATH | O_DIRECTORY);
+    Fd upper = open_at(upperfd, ".", O_PATH | O_DIRECTORY);
+    for (std::size_t i = 0; i < comps.size(); i++) {
+        const char* c = comps[i].c_str();
+        const bool last = i + 1 == comps.size();
+
+        struct stat st {};
+
+        const bool in_image = lower && ::fstatat(lower.get(), c, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (in_image && !S_ISDIR(st.st_mode) && !(last && !is_dir && S_ISLNK(st.st_mode))) {
+            log::debug("not made in the writable layer: /", path, " (/", comps[i],
+                       " in the image is not a directory)");
+            return;
+        }
+        if (last && !is_dir) {
+            const Fd f = try_open_at(upper.get(), c, O_WRONLY | O_CREAT | O_NOFOLLOW, 0644);
+            if (!f)
+                throw_errno("can't create /", path, " in the writable layer");
+            return;
+        }
+        if (::mkdirat(upper.get(), c, 0755) != 0 && errno != EEXIST)
+            throw_errno("can't create /", path, " in the writable layer");
+        upper = open_at(upper.get(), c, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+        lower = in_image ? try_open_at(lower.get(), c, O_PATH | O_DIRECTORY | O_NOFOLLOW) : Fd();
+    }
+}
+
 void unlink_ld_cache_symlink(int rootfd) {
     const Fd etc = resolve_in_root(rootfd, "/etc");
     if (!etc)

@@ -85,6 +85,7 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
                              "a throw-away layer (-W), never into the image");
         if (!p.overlay_size)
             p.overlay_size = write_fake_default_size;
+        p.upper_paths = host.injection->upper_paths;
     }
     const Need need_dst = p.writable_root() ? Need::make_dst : Need::required;
 

@@ -85,6 +85,9 @@ struct Plan {
     bool write = false;                      // -w: leave the image writable
     std::optional<std::string> overlay_size; // -W: tmpfs size for the overlay's upper layer
     std::vector<Step> steps;                 // after the root exists, in order
+    // Made in the -W overlay's upper layer before it is mounted (relative;
+    // "DIR/" or FILE): destinations that then exist whoever owns the image.
+    std::vector<std::string> upper_paths;
     std::string cwd = "/";
 
     bool writable_root() const { return write || overlay_size.has_value(); }
@@ -95,6 +98,7 @@ struct Plan {
 struct Injection {
     std::vector<Bind> binds;
     std::vector<image::LdCacheEntry> libs;
+    std::vector<std::string> upper_paths; // see Plan::upper_paths
 };
 
 // What make_plan needs to know about the host and the image.

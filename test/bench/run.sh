@@ -6,6 +6,7 @@
 #   convert    tar.gz -> dir, our ch-convert vs Charliecloud 0.31's
 #   squashrun  ch-run IMG.sqfs -- /bin/true, ours vs Charliecloud 0.31
 #   readers    16 concurrent ch-run IMG.sqfs -- cat BIGFILE, ours vs Charliecloud
+#   inject     ch-run --inject (50 host libraries) vs the same start without it
 # All but startup share one fixture (fixture.sh): Debian minbase plus many
 # small files, ~300 MiB, built once per run on /dev/shm. The first run as
 # root debootstraps minbase (a minute, with network) and caches it in
@@ -44,7 +45,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-benchmarks=(startup squashfs convert squashrun readers)
+benchmarks=(startup squashfs convert squashrun readers inject)
 (($# > 0)) && benchmarks=("$@")
 for name in "${benchmarks[@]}"; do
     [[ -f test/bench/$name.sh && $name != lib && $name != fixture ]] \
