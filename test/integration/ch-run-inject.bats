@@ -23,6 +23,12 @@ run:
     other:
       - /etc/hostname
 EOY
+    cat > "$d/bydir.yaml" <<EOY
+run:
+  inject:
+    bydir:
+      - $d/host/lib/libchinj.so.1
+EOY
 }
 
 setup() {
@@ -73,6 +79,17 @@ image_state() {
     run ch-run --inject "$d/img" -- /bin/sh -c 'read -r h < /etc/hostname; echo "host $h"'
     assert_status 0
     assert_output_has "host $(cat /etc/hostname)"
+}
+
+@test "inject: libraries without a target are bound by directory under /ch/inject" {
+    CH_CONFIG_SITE=$d/bydir.yaml run ch-run --inject "$d/img" -- /sbin/ldconfig -p
+    assert_status 0
+    # The file the symlink names, in its directory's one mount.
+    assert_output_has "libchinj.so.1 (libc6,x86-64) => /ch/inject/0/libchinj.so.1.0.0"
+    CH_CONFIG_SITE=$d/bydir.yaml run ch-run --inject "$d/img.sqfs" -- "$d/host/bin/chinj-prog"
+    assert_status 0
+    assert_output_has "chinj answer 4242"
+    [[ ! -e $d/img/ch/inject ]]
 }
 
 @test "inject: -v says where each set came from" {
