@@ -143,24 +143,48 @@ image_state() {
     assert_output_has "can't bind /nonexistent/libgone.so.1 to /nonexistent/libgone.so.1: No such file or directory"
 }
 
-@test "inject: the host's Open MPI into an image without it, run under the host's mpirun" {
+# inject_mpi_setup: an image with mpi_check and only the C library, and a
+# site configuration whose set "mpi" is the host's Open MPI. Sets mpi, img.
+inject_mpi_setup() {
     command -v mpicc >/dev/null && command -v mpirun >/dev/null \
         || skip_env "Open MPI (openmpi-bin, libopenmpi-dev) not installed"
-    local mpi=$BATS_TEST_TMPDIR/mpi img=$BATS_TEST_TMPDIR/mpiimg
+    mpi=$BATS_TEST_TMPDIR/mpi
+    img=$BATS_TEST_TMPDIR/mpiimg
     inject_mpi_check "$mpi"
     inject_glibc_image "$img" "$mpi/mpi_check"
+    inject_mpi_files "$mpi/mpi_check" "$img" > "$mpi/files"
+    { echo "run:"; echo "  inject:"; echo "    mpi:"; sed 's/^/      - /' "$mpi/files"; } > "$mpi/site.yaml"
+    export CH_CONFIG_SITE=$mpi/site.yaml
+    # Separate user namespaces rule out CMA single copy; say so rather than
+    # let Open MPI warn.
+    export OMPI_MCA_btl_vader_single_copy_mechanism=none
+}
+
+@test "inject: the host's Open MPI into an image without it, run under the host's mpirun" {
+    inject_mpi_setup
     run ch-run "$img" -- "$mpi/mpi_check"
     assert_status 127
     assert_output_has "libmpi.so.40: cannot open shared object file"
-    inject_mpi_files "$mpi/mpi_check" "$img" > "$mpi/files"
-    { echo "run:"; echo "  inject:"; echo "    mpi:"; sed 's/^/      - /' "$mpi/files"; } > "$mpi/site.yaml"
     local root_ok=()
     as_root && root_ok=(--allow-run-as-root)
-    # Separate user namespaces rule out CMA single copy; say so rather than
-    # let Open MPI warn.
-    CH_CONFIG_SITE=$mpi/site.yaml OMPI_MCA_btl_vader_single_copy_mechanism=none \
-        run timeout 120 mpirun "${root_ok[@]}" --oversubscribe -np 2 \
-            "$ch_bin/ch-run" --inject=mpi "$img" -- "$mpi/mpi_check"
+    run timeout 120 mpirun "${root_ok[@]}" --oversubscribe -np 2 \
+        "$ch_bin/ch-run" --inject=mpi "$img" -- "$mpi/mpi_check"
+    assert_status 0
+    assert_output_has "mpi_check: 2 ranks, all ok"
+}
+
+# Through Slurm: the one-node cluster that stage.sh starts as root
+# (fixtures/slurm.bash, branch slurm) at $CH_TEST_ROOT/slurm; skipped where
+# there is none.
+@test "inject: the host's Open MPI, through Slurm (srun --mpi=pmix)" {
+    local conf
+    conf=$(dirname "$ch_img")/slurm/slurm.conf
+    [[ -r $conf ]] || skip_env "no test Slurm cluster (stage.sh starts one as root)"
+    command -v srun >/dev/null || skip_env "srun not installed (Debian: slurm-client)"
+    inject_mpi_setup
+    # The image must be readable where Slurm starts the ranks (as this user).
+    SLURM_CONF=$conf run timeout 300 srun --quiet --mpi=pmix -n 2 \
+        "$ch_bin/ch-run" --inject=mpi "$img" -- "$mpi/mpi_check"
     assert_status 0
     assert_output_has "mpi_check: 2 ranks, all ok"
 }
