@@ -131,7 +131,10 @@ Injection group_libraries(const std::vector<Bind>& binds) {
 }
 
 Injection prepare_injection(const std::vector<std::string>& sets) {
-    const config::Config cfg = config::Config::load();
+    return prepare_injection(config::Config::load(), sets);
+}
+
+Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets) {
     const auto binds = inject_binds(cfg, sets);
     Injection inj = group_libraries(binds);
     log::verbose("inject: ", binds.size(), " files, ", inj.libs.size(), " libraries");
