@@ -184,6 +184,8 @@ std::string describe(const Plan& p) {
                           p.overlay_size ? cat(" (overlay on tmpfs size=", *p.overlay_size, ")")
                                          : std::string(p.write ? " (writable)" : " (read-only)"),
                           "\n");
+    if (!p.upper_paths.empty())
+        out += cat("made in the overlay's upper layer: /", join(p.upper_paths, " /"), "\n");
     for (const auto& s : p.steps)
         out += describe(s) + "\n";
     out += "cd " + p.cwd;
