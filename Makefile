@@ -53,7 +53,7 @@ CXXFLAGS := -std=c++20 $(OPT) $(HARDEN) $(WARN) $(CXXFLAGS_CFG) \
 LDFLAGS := $(LDSAN) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(if $(SAN),,-static-libstdc++ -static-libgcc) $(LDFLAGS_CFG)
 
 # ---- libraries: one static archive per lib/ module ----------------------
-MODULES := util storage image registry run
+MODULES := util storage image registry run fromhost
 define module_rules
 $(1)_SRCS := $$(sort $$(wildcard lib/$(1)/*.cc))
 $(1)_OBJS := $$(patsubst %.cc,$(B)/%.o,$$($(1)_SRCS))
@@ -69,7 +69,7 @@ $(B)/%.o: %.cc config.h
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 
 # ---- tools ------------------------------------------------------------------
-TOOLS := ch-run ch-checkns ch-convert ch-image
+TOOLS := ch-run ch-checkns ch-convert ch-image ch-fromhost
 CLI_OBJS := $(B)/bin/cli.o
 
 # Each tool's archives (in link order) and system libraries. ch-run must not
@@ -90,6 +90,8 @@ ch-checkns_LIBS := $(call lib_a,run image storage util)
 ch-checkns_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(FUSE_LIBS) -lpthread
 ch-convert_LIBS := $(call lib_a,image storage util)
 ch-convert_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) $(FUSE_LIBS) -lpthread
+ch-fromhost_LIBS := $(call lib_a,fromhost image storage util)
+ch-fromhost_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(FUSE_LIBS) -lpthread
 
 # ch-image: the registry client (libcurl, libcrypto) over the entry stream.
 ch-image_BINOBJS := $(B)/bin/pull.o
@@ -118,7 +120,7 @@ UNIT_OBJS := $(patsubst %.cc,$(B)/%.o,$(UNIT_SRCS))
 UNIT_BIN := $(B)/test/unit/unit-tests
 # bin/'s option tables and their translation are tested too.
 UNIT_BINOBJS := $(CLI_OBJS) $(B)/bin/run_cli.o
-$(UNIT_BIN): $(UNIT_OBJS) $(UNIT_BINOBJS) $(call lib_a,run registry image storage util)
+$(UNIT_BIN): $(UNIT_OBJS) $(UNIT_BINOBJS) $(call lib_a,fromhost run registry image storage util)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ $(SQFS_LIBS) $(DEFLATE_LIBS) $(ARCHIVE_LIBS) $(ZSTD_LIBS) \
 	  $(CURL_LIBS) $(CRYPTO_LIBS) $(YAML_LIBS) $(FUSE_LIBS) -lpthread

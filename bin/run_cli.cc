@@ -35,6 +35,9 @@ const Spec spec = {
          "label for the peer group (implies --join; default: Slurm job and step)"},
         {"join-timeout", 0, Arg::required, false, "SECONDS",
          "give up waiting for join peers after SECONDS (default: 30)"},
+        {"inject", 0, Arg::optional, false, "SET,...",
+         "bind the site's injection sets (all without SET) into the container, libraries in a "
+         "generated ld.so.cache (adds -W)"},
         {"mount", 'm', Arg::required, false, "DIR",
          "SquashFS mount point (DIR must exist; default: STORAGE/mnt, created if needed)"},
         {"no-passwd", 0, Arg::none, false, "", "don't bind user and group databases"},
@@ -140,6 +143,12 @@ run::RunOptions to_run_options(const Parsed& p) {
     if (auto u = p.value("uid"))
         o.uid = parse_id("--uid", *u);
     o.home = p.has("home");
+    if (p.has("inject")) {
+        o.inject.emplace();
+        for (const auto& s : split(p.value("inject").value_or(""), ','))
+            if (!s.empty())
+                o.inject->push_back(s);
+    }
     if (auto m = p.value("mount"))
         o.mount = *m;
     o.join = p.has("join") || p.has("join-ct") || p.has("join-tag");

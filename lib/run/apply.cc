@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "run/inject.hh"
 #include "storage/layout.hh"
 #include "util/error.hh"
 #include "util/fd.hh"
@@ -114,6 +115,8 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
         const Fd lower = open_dir_at(scratch, "lower");
         const Fd upper = open_dir_at(scratch, "upper");
         const Fd work = open_dir_at(scratch, "work");
+        for (const auto& path : plan.upper_paths)
+            prepare_upper(lower.get(), upper.get(), path);
         // userxattr: unprivileged overlayfs keeps its metadata in user.*
         // xattrs (Linux 5.11). No "volatile": it saves nothing on a tmpfs
         // upper layer and turns ENOSPC into EIO. Paths go through
@@ -210,6 +213,13 @@ public:
             return;
         bind_mount(src.proc_path(), dst->proc_path(), "a generated file", w.dst.string());
         log::verbose("write ", w.dst.string());
+    }
+
+    void operator()(const WriteLdCache& c) {
+        auto image_cache = read_image_ld_cache(root_.get());
+        unlink_ld_cache_symlink(root_.get());
+        (*this)(
+            WriteFile{"/etc/ld.so.cache", merged_ld_cache(c.libs, image_cache), Need::make_dst});
     }
 
     void operator()(const SealScratch&) {

@@ -50,6 +50,7 @@ struct RunOptions {
     std::vector<std::pair<std::string, std::string>> site_env_set;
     std::vector<std::string> site_env_pass; // NAME or PREFIX*
     std::optional<std::string> cd;
+    std::optional<std::vector<std::string>> inject; // --inject[=SET,...]: empty for every set
     bool env_no_expand = false;
     std::optional<gid_t> gid;
     bool home = false;

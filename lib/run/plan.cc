@@ -98,6 +98,16 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
         if (!p.writable_root() && !(host.image_has && host.image_has(home_dst)))
             p.overlay_size = write_fake_default_size;
     }
+    if (host.injection) {
+        // Destinations of injected files are made in a throw-away layer,
+        // never in the image.
+        if (p.write)
+            throw UsageError("--inject can't be used with --write: injected files are bound into "
+                             "a throw-away layer (-W), never into the image");
+        if (!p.overlay_size)
+            p.overlay_size = write_fake_default_size;
+        p.upper_paths = host.injection->upper_paths;
+    }
     const Need need_dst = p.writable_root() ? Need::make_dst : Need::required;
 
     if (!opts.no_passwd) {
@@ -107,6 +117,8 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
         p.steps.emplace_back(WriteFile{"/etc/passwd", make_passwd(acct), need_dst});
         p.steps.emplace_back(WriteFile{"/etc/group", make_group(acct), need_dst});
     }
+    if (host.injection && !host.injection->libs.empty())
+        p.steps.emplace_back(WriteLdCache{host.injection->libs});
     p.steps.emplace_back(SealScratch{});
 
     for (const auto& d : default_binds())
@@ -139,6 +151,10 @@ Plan make_plan(const RunOptions& opts, const fs::path& image_dir, const HostFact
     if (opts.home)
         p.steps.emplace_back(
             Bind{*host.home, home_dst, p.writable_root() ? Need::make_dst : Need::required});
+
+    if (host.injection)
+        for (const auto& b : host.injection->binds)
+            p.steps.emplace_back(b);
 
     for (const auto& b : opts.bind)
         p.steps.emplace_back(Bind{b.src, check_bind_dst(b), need_dst});
@@ -186,6 +202,9 @@ std::string describe(const Step& s) {
             else if constexpr (std::is_same_v<T, WriteFile>)
                 return cat("write ", st.dst.string(), " (", st.content.size(), " bytes, ",
                            need_name(st.need), ")");
+            else if constexpr (std::is_same_v<T, WriteLdCache>)
+                return cat("write /etc/ld.so.cache (the image's, with ", st.libs.size(),
+                           " injected libraries first; create destination)");
             else if constexpr (std::is_same_v<T, SealScratch>)
                 return "seal scratch space (unbindable from here on)";
             else
@@ -205,6 +224,8 @@ std::string describe(const Plan& p) {
                           p.overlay_size ? cat(" (overlay on tmpfs size=", *p.overlay_size, ")")
                                          : std::string(p.write ? " (writable)" : " (read-only)"),
                           "\n");
+    if (!p.upper_paths.empty())
+        out += cat("made in the overlay's upper layer: /", join(p.upper_paths, " /"), "\n");
     for (const auto& s : p.steps)
         out += describe(s) + "\n";
     out += "cd " + p.cwd;

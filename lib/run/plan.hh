@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include "image/ldso.hh"
 #include "run/options.hh"
 
 namespace ch::run {
@@ -54,9 +55,16 @@ struct WriteFile {
 // under one of them. So every WriteFile comes before this step.
 struct SealScratch {};
 
+// --inject's /etc/ld.so.cache: the image's entries with libs in their place,
+// generated when the step runs (it reads the image through the new root) and
+// bound as a WriteFile is; so it too comes before SealScratch.
+struct WriteLdCache {
+    std::vector<image::LdCacheEntry> libs; // soname -> path in the container
+};
+
 // One step of the plan. apply() dispatches with std::visit, so a new kind
 // does not compile until apply, describe and the tests handle it.
-using Step = std::variant<WriteFile, SealScratch, Bind, Tmpfs>;
+using Step = std::variant<WriteFile, SealScratch, Bind, Tmpfs, WriteLdCache>;
 
 // A SquashFS image, mounted with FUSE on mount_dir inside the container's
 // new mount namespace (never on the host) right after the namespaces are
@@ -77,9 +85,20 @@ struct Plan {
     bool write = false;                      // -w: leave the image writable
     std::optional<std::string> overlay_size; // -W: tmpfs size for the overlay's upper layer
     std::vector<Step> steps;                 // after the root exists, in order
+    // Made in the -W overlay's upper layer before it is mounted (relative;
+    // "DIR/" or FILE): destinations that then exist whoever owns the image.
+    std::vector<std::string> upper_paths;
     std::string cwd = "/";
 
     bool writable_root() const { return write || overlay_size.has_value(); }
+};
+
+// --inject (inject.hh): host files to bind (make_dst: the plan adds -W) and
+// the libraries among them.
+struct Injection {
+    std::vector<Bind> binds;
+    std::vector<image::LdCacheEntry> libs;
+    std::vector<std::string> upper_paths; // see Plan::upper_paths
 };
 
 // What make_plan needs to know about the host and the image.
@@ -95,6 +114,7 @@ struct HostFacts {
     // Directories a PMIx server (Slurm's mpi/pmix, Open MPI's mpirun) told
     // its clients to use, absolute, in pmix_dir_vars order.
     std::vector<std::string> pmix_dirs;
+    std::optional<Injection> injection;             // --inject
 };
 
 // The variables a PMIx server sets to directories its clients must reach

@@ -13,6 +13,7 @@
 #include "run/exec.hh"
 #include "run/host.hh"
 #include "run/join.hh"
+#include "run/inject.hh"
 #include "run/plan.hh"
 #include "run/pmix.hh"
 #include "run/probe.hh"
@@ -60,6 +61,14 @@ std::function<bool(const fs::path&)> dir_has(const fs::path& image_dir) {
     };
 }
 
+// --inject reads the configuration and the injected libraries' headers;
+// without it, nothing of that happens.
+HostFacts with_injection(const RunOptions& opts, HostFacts host) {
+    if (opts.inject)
+        host.injection = prepare_injection(*opts.inject);
+    return host;
+}
+
 // The SquashFS mount point: -m DIR must exist (Charliecloud's rule); the
 // default STORAGE/mnt is created (0700), with STORAGE if need be, and must be
 // the user's own (apply checks it again through the descriptor it mounts on).
@@ -102,7 +111,8 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
     auto image_has = [&file](const fs::path& p) {
         return file.has(p.string());
     };
-    const Plan plan = make_squash_plan(opts, img.path, storage, probe_host(image_has));
+    const Plan plan =
+        make_squash_plan(opts, img.path, storage, with_injection(opts, probe_host(image_has)));
     check_mount_dir(opts, storage, img.ref);
     debug_plan(plan);
     SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
@@ -196,7 +206,8 @@ void build_and_enter(const RunOptions& opts, const std::function<void()>& built)
         if (opts.mount)
             log::warning("--mount is for SquashFS images; ignored for ", image::kind_name(img.kind),
                          " ", img.ref);
-        const Plan plan = make_plan(opts, img.path, probe_host(dir_has(img.path)));
+        const Plan plan =
+            make_plan(opts, img.path, with_injection(opts, probe_host(dir_has(img.path))));
         debug_plan(plan);
         apply(plan);
         built();

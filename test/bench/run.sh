@@ -13,6 +13,7 @@
 #   fanout     srun -n 16/64 ch-run --join IMG -- /bin/true | sleep 0.3, ours vs
 #              Charliecloud vs plain srun (a one-node Slurm started as root)
 #   compute    an MPI kernel in the container vs on the host, under srun --mpi=pmix
+#   inject     ch-run --inject (50 host libraries) vs the same start without it
 # All but startup share one fixture (fixture.sh): Debian minbase plus many
 # small files, ~300 MiB, built once per run on /dev/shm. The first run as
 # root debootstraps minbase (a minute, with network) and caches it in
@@ -52,7 +53,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-benchmarks=(startup squashfs convert squashrun readers pull fanout compute)
+benchmarks=(startup squashfs convert squashrun readers pull fanout compute inject)
 (($# > 0)) && benchmarks=("$@")
 for name in "${benchmarks[@]}"; do
     [[ -f test/bench/$name.sh && $name != lib && $name != fixture && $name != slurm-setup ]] \

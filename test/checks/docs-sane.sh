@@ -34,5 +34,15 @@ for bin in bin/ch-*; do
         echo "docs-sane: $man documents options missing from $tool --help:" $missing_in_help >&2
         status=1
     fi
+    # Short options too: each "-X, --long" of --help is "\-X" in the man page.
+    help_shorts=$("$bin" --help | grep -oE '^ +-[^-], --' | sed -E 's/^ +-(.), --/\1/' | sort -u)
+    man_text=$(awk '/^\.SH /{in_opts = ($2 == "OPTIONS")} in_opts' "$man")
+    for s in $help_shorts; do
+        # "\-p" as a word: not the start of "\-path" or of "\-\-path".
+        if ! grep -qE -- "\\\\-[$s]([^a-zA-Z\\\\]|\$)" <<<"$man_text"; then
+            echo "docs-sane: $tool -$s is in --help but not in $man" >&2
+            status=1
+        fi
+    done
 done
 exit $status

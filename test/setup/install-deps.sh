@@ -15,7 +15,7 @@ declare -A pkgs=(
            zlib1g-dev liblzma-dev liblz4-dev"
   [test]="bats util-linux passwd procps psmisc attr xz-utils bzip2 zstd gzip squashfs-tools squashfuse fuse3
           binutils shellcheck clang-format python3 libcap2-bin time"
-  [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time debootstrap"
+  [bench]="charliecloud charliecloud-runtime squashfs-tools hyperfine time debootstrap strace"
 )
 # test/fuzz/ (run briefly by check.sh) needs clang and its libFuzzer runtime.
 pkgs[test]+=" clang-14 libclang-rt-14-dev"
@@ -31,6 +31,9 @@ pkgs[bench]+=" docker-registry skopeo umoci apache2-utils openssl curl python3 z
 slurm_mpi="slurm-wlm munge openmpi-bin libopenmpi-dev mmdebstrap"
 pkgs[test]+=" $slurm_mpi"
 pkgs[bench]+=" $slurm_mpi"
+# ch-fromhost.bats and ch-run-inject.bats inject the host's Open MPI (and
+# build their MPI program with its mpicc).
+pkgs[test]+=" openmpi-bin libopenmpi-dev"
 
 want=()
 for profile in "$@"; do

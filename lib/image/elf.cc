@@ -1,0 +1,180 @@
+// elf.cc: see elf.hh. Headers are read with pread at checked offsets; the
+// dynamic section is capped, and a string is read at most 4 KiB long.
+#include "image/elf.hh"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <vector>
+
+#include <elf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.hh"
+
+namespace ch::image {
+
+namespace {
+
+constexpr std::size_t max_dynamic = 1 << 20; // bytes of PT_DYNAMIC read
+constexpr std::size_t max_phdrs = 4096;
+constexpr std::size_t max_soname = 4096;
+
+bool read_exact(int fd, void* buf, std::size_t len, std::uint64_t off, std::uint64_t size) {
+    if (off > size || len > size - off)
+        return false;
+    std::size_t done = 0;
+    while (done < len) {
+        const ssize_t n =
+            ::pread(fd, static_cast<char*>(buf) + done, len - done, static_cast<off_t>(off + done));
+        if (n <= 0)
+            return false;
+        done += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+// The file's first KiB is read once: it holds the header and, in the
+// libraries linkers write, the program headers. ch-run reads every injected
+// library's headers at each start, so system calls count.
+struct Reader {
+    int fd;
+    std::uint64_t size;
+    char head[1024];
+    std::size_t head_len = 0;
+
+    Reader(int f, std::uint64_t sz)
+        : fd(f)
+        , size(sz) {
+        head_len = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof head, size));
+        if (!read_exact(fd, head, head_len, 0, size))
+            head_len = 0;
+    }
+
+    bool read(void* buf, std::size_t len, std::uint64_t off) const {
+        if (off <= head_len && len <= head_len - off) {
+            std::memcpy(buf, head + off, len);
+            return true;
+        }
+        return read_exact(fd, buf, len, off, size);
+    }
+};
+
+template <typename Ehdr, typename Phdr, typename Dyn>
+ElfInfo read_class(const Reader& r, std::string_view what) {
+    const std::uint64_t size = r.size;
+    auto damaged = [&](std::string_view why) {
+        fail("can't read ELF file ", what, ": ", why);
+    };
+    Ehdr eh{};
+    if (!r.read(&eh, sizeof eh, 0))
+        damaged("header truncated");
+    ElfInfo info;
+    info.machine = eh.e_machine;
+    info.is64 = sizeof(Ehdr) == sizeof(Elf64_Ehdr);
+    info.shared = eh.e_type == ET_DYN;
+    if (eh.e_phnum == 0)
+        return info;
+    if (eh.e_phentsize != sizeof(Phdr) || eh.e_phnum > max_phdrs)
+        damaged("bad program header table");
+    std::vector<Phdr> ph(eh.e_phnum);
+    if (!r.read(ph.data(), ph.size() * sizeof(Phdr), eh.e_phoff))
+        damaged("program header table outside the file");
+    const Phdr* dyn_ph = nullptr;
+    for (const auto& p : ph)
+        if (p.p_type == PT_DYNAMIC)
+            dyn_ph = &p;
+    if (!dyn_ph)
+        return info;
+    if (dyn_ph->p_filesz > max_dynamic)
+        damaged("dynamic section too large");
+    std::vector<Dyn> dyn(dyn_ph->p_filesz / sizeof(Dyn));
+    if (!r.read(dyn.data(), dyn.size() * sizeof(Dyn), dyn_ph->p_offset))
+        damaged("dynamic section outside the file");
+    std::optional<std::uint64_t> strtab, soname;
+    for (const auto& d : dyn) {
+        if (d.d_tag == DT_NULL)
+            break;
+        if (d.d_tag == DT_STRTAB)
+            strtab = d.d_un.d_ptr;
+        else if (d.d_tag == DT_SONAME)
+            soname = d.d_un.d_val;
+    }
+    if (!soname)
+        return info;
+    if (!strtab)
+        damaged("DT_SONAME without DT_STRTAB");
+    // DT_STRTAB is an address; the PT_LOAD segment holding it says where it
+    // is in the file.
+    std::optional<std::uint64_t> file_off;
+    for (const auto& p : ph)
+        if (p.p_type == PT_LOAD && *strtab >= p.p_vaddr && *strtab - p.p_vaddr < p.p_filesz)
+            file_off = p.p_offset + (*strtab - p.p_vaddr);
+    if (!file_off || *soname > size || *file_off > size - *soname)
+        damaged("soname outside the file");
+    const std::uint64_t at = *file_off + *soname;
+    // Most sonames are short: 256 bytes first, the whole limit if need be.
+    char buf[max_soname];
+    const void* nul = nullptr;
+    std::size_t len = 0;
+    for (const std::size_t want : {std::size_t{256}, max_soname}) {
+        len = static_cast<std::size_t>(std::min<std::uint64_t>(want, size - at));
+        if (!r.read(buf, len, at))
+            damaged("soname unreadable");
+        nul = std::memchr(buf, '\0', len);
+        if (nul || len < want)
+            break;
+    }
+    if (!nul)
+        damaged("soname not terminated");
+    info.soname = std::string(buf, static_cast<std::size_t>(static_cast<const char*>(nul) - buf));
+    return info;
+}
+
+} // namespace
+
+std::optional<ElfInfo> read_elf(int fd, std::string_view what) {
+    struct stat st {};
+
+    if (::fstat(fd, &st) != 0)
+        throw_errno("can't stat ", what);
+    if (!S_ISREG(st.st_mode))
+        return std::nullopt;
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    const Reader r(fd, size);
+    unsigned char ident[EI_NIDENT];
+    if (!r.read(ident, sizeof ident, 0) || std::memcmp(ident, ELFMAG, SELFMAG) != 0)
+        return std::nullopt;
+    const unsigned char native =
+        std::endian::native == std::endian::little ? ELFDATA2LSB : ELFDATA2MSB;
+    if (ident[EI_DATA] != native)
+        return std::nullopt;
+    if (ident[EI_CLASS] == ELFCLASS64)
+        return read_class<Elf64_Ehdr, Elf64_Phdr, Elf64_Dyn>(r, what);
+    if (ident[EI_CLASS] == ELFCLASS32)
+        return read_class<Elf32_Ehdr, Elf32_Phdr, Elf32_Dyn>(r, what);
+    return std::nullopt;
+}
+
+std::int32_t ld_cache_flags(const ElfInfo& elf) {
+    // glibc's FLAG_ELF_LIBC6 and the FLAG_*_LIB64 values from its ldconfig.h
+    // (a file format fact: the loader refuses entries whose flags differ).
+    constexpr std::int32_t libc6 = 0x0003;
+    if (!elf.is64)
+        return libc6;
+    switch (elf.machine) {
+    case EM_X86_64:
+        return libc6 | 0x0300;
+    case EM_S390:
+        return libc6 | 0x0400;
+    case EM_PPC64:
+        return libc6 | 0x0500;
+    case EM_AARCH64:
+        return libc6 | 0x0a00;
+    default:
+        return libc6;
+    }
+}
+
+} // namespace ch::image

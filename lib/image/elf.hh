@@ -1,0 +1,30 @@
+// elf.hh: the little an injector needs to know about a shared library: its
+// soname (the name programs' DT_NEEDED entries and ld.so.cache keys use) and
+// which glibc cache flags its machine takes. Reads only headers, with every
+// offset checked against the file's size, so a damaged file is an error,
+// never a crash.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ch::image {
+
+struct ElfInfo {
+    std::uint16_t machine = 0;         // e_machine
+    bool is64 = false;                 // ELFCLASS64
+    bool shared = false;               // ET_DYN
+    std::optional<std::string> soname; // DT_SONAME, when the file has one
+};
+
+// nullopt when fd is not an ELF file of this host's byte order; throws Error
+// naming what for a damaged one.
+std::optional<ElfInfo> read_elf(int fd, std::string_view what);
+
+// glibc's ld.so.cache flags for a library of this kind (FLAG_ELF_LIBC6 plus
+// the machine's FLAG_*_LIB64 bits), which its loader compares exactly.
+std::int32_t ld_cache_flags(const ElfInfo& elf);
+
+} // namespace ch::image

@@ -1,0 +1,292 @@
+// ldso.cc: see ldso.hh. The cache layout (header, 24-byte entries, strings
+// addressed from the header's start) is glibc's, checked against this host's
+// /etc/ld.so.cache and `ldconfig -c compat` output in the unit tests.
+#include "image/ldso.hh"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <set>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+
+#include "util/error.hh"
+#include "util/fd.hh"
+
+namespace ch::image {
+
+namespace {
+
+constexpr std::string_view old_magic{"ld.so-1.7.0", 11};
+constexpr std::string_view new_magic{"glibc-ld.so.cache1.1", 20};
+constexpr std::size_t new_header_size = 48; // magic, nlibs, len_strings, flags, pad, ext, unused[3]
+constexpr std::size_t new_entry_size = 24;  // flags, key, value, osversion, hwcap
+constexpr std::size_t old_entry_size = 12;  // flags, key, value
+
+template <typename T>
+T get(std::string_view d, std::size_t off) {
+    T v;
+    std::memcpy(&v, d.data() + off, sizeof v);
+    return v;
+}
+
+template <typename T>
+void put(std::string& d, std::size_t off, T v) {
+    std::memcpy(d.data() + off, &v, sizeof v);
+}
+
+std::string cache_string(std::string_view d, std::size_t base, std::uint32_t off) {
+    if (off >= d.size() - base)
+        fail("string offset ", off, " outside the file");
+    const std::size_t at = base + off;
+    const void* nul = std::memchr(d.data() + at, '\0', d.size() - at);
+    if (!nul)
+        fail("string at offset ", off, " not terminated");
+    return std::string(d.data() + at,
+                       static_cast<std::size_t>(static_cast<const char*>(nul) - (d.data() + at)));
+}
+
+} // namespace
+
+int ld_cache_cmp(std::string_view a, std::string_view b) {
+    auto digit = [](char c) {
+        return c >= '0' && c <= '9';
+    };
+    std::size_t i = 0, j = 0;
+    while (i < a.size()) {
+        if (j >= b.size())
+            return 1;
+        if (digit(a[i])) {
+            if (!digit(b[j]))
+                return 1;
+            // Numbers compare by value; long runs can't overflow: leading
+            // zeros are skipped and then the longer run is the larger.
+            while (i + 1 < a.size() && a[i] == '0' && digit(a[i + 1]))
+                i++;
+            while (j + 1 < b.size() && b[j] == '0' && digit(b[j + 1]))
+                j++;
+            std::size_t ie = i, je = j;
+            while (ie < a.size() && digit(a[ie]))
+                ie++;
+            while (je < b.size() && digit(b[je]))
+                je++;
+            if (ie - i != je - j)
+                return ie - i < je - j ? -1 : 1;
+            const int c = a.substr(i, ie - i).compare(b.substr(j, je - j));
+            if (c != 0)
+                return c;
+            i = ie;
+            j = je;
+        } else if (digit(b[j])) {
+            return -1;
+        } else if (a[i] != b[j]) {
+            // As the loader compares: plain char, signed where char is.
+            return a[i] - b[j];
+        } else {
+            i++;
+            j++;
+        }
+    }
+    return j < b.size() ? -1 : 0;
+}
+
+std::vector<LdCacheEntry> parse_ld_cache(std::string_view d) {
+    if (d.size() > ld_cache_max_bytes)
+        fail("larger than ", ld_cache_max_bytes, " bytes");
+    std::size_t base = 0;
+    if (d.substr(0, old_magic.size()) == old_magic) {
+        // The old table (12 + 4 bytes of header) comes first; the new one
+        // starts after it, aligned to 8.
+        if (d.size() < 16)
+            fail("truncated header");
+        const auto n = get<std::uint32_t>(d, 12);
+        if (n > (d.size() - 16) / old_entry_size)
+            fail("old table larger than the file");
+        base = (16 + n * old_entry_size + 7) & ~std::size_t{7};
+        if (base > d.size() || d.substr(base, new_magic.size()) != new_magic)
+            fail("old format only (glibc before 2.3); run ldconfig in the image to renew it");
+    } else if (d.substr(0, new_magic.size()) != new_magic) {
+        fail("not a glibc ld.so.cache");
+    }
+    if (d.size() - base < new_header_size)
+        fail("truncated header");
+    const auto nlibs = get<std::uint32_t>(d, base + 20);
+    if (nlibs > (d.size() - base - new_header_size) / new_entry_size)
+        fail(nlibs, " entries don't fit in ", d.size(), " bytes");
+    std::vector<LdCacheEntry> out;
+    out.reserve(nlibs);
+    for (std::uint32_t i = 0; i < nlibs; i++) {
+        const std::size_t at = base + new_header_size + i * new_entry_size;
+        LdCacheEntry e;
+        e.flags = get<std::int32_t>(d, at);
+        e.key = cache_string(d, base, get<std::uint32_t>(d, at + 4));
+        e.value = cache_string(d, base, get<std::uint32_t>(d, at + 8));
+        e.hwcap = get<std::uint64_t>(d, at + 16);
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::string make_ld_cache(std::vector<LdCacheEntry> entries) {
+    // Stable: of two equal entries the first given stays first, and is
+    // the one the loader takes; the later duplicates are dropped.
+    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+        const int c = ld_cache_cmp(a.key, b.key);
+        if (c != 0)
+            return c > 0;
+        if (a.flags != b.flags)
+            return a.flags > b.flags;
+        return a.hwcap > b.hwcap;
+    });
+    entries.erase(std::unique(entries.begin(), entries.end(),
+                              [](const auto& a, const auto& b) {
+                                  return a.key == b.key && a.flags == b.flags && a.hwcap == b.hwcap;
+                              }),
+                  entries.end());
+    const std::size_t strings_at = new_header_size + entries.size() * new_entry_size;
+    std::string strings;
+    std::string out(strings_at, '\0');
+    out.replace(0, new_magic.size(), new_magic);
+    put<std::uint32_t>(out, 20, static_cast<std::uint32_t>(entries.size()));
+    // glibc's cache_file_new_flags_endian_little (2) or _big (3).
+    out[28] = std::endian::native == std::endian::little ? 2 : 3;
+    for (std::size_t i = 0; i < entries.size(); i++) {
+        const auto& e = entries[i];
+        const std::size_t at = new_header_size + i * new_entry_size;
+        put<std::int32_t>(out, at, e.flags);
+        put<std::uint32_t>(out, at + 4, static_cast<std::uint32_t>(strings_at + strings.size()));
+        strings.append(e.key).push_back('\0');
+        put<std::uint32_t>(out, at + 8, static_cast<std::uint32_t>(strings_at + strings.size()));
+        strings.append(e.value).push_back('\0');
+        put<std::uint64_t>(out, at + 16, e.hwcap);
+    }
+    put<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings.size()));
+    return out + strings;
+}
+
+namespace {
+
+// A file inside the image: "" when missing, its text when a regular file.
+std::string read_in_root(int rootfd, const std::string& path) {
+    const Fd p = resolve_in_root(rootfd, path);
+    if (!p) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return {};
+        throw_errno("can't open ", path, " in the image");
+    }
+
+    struct stat st {};
+
+    if (::fstat(p.get(), &st) != 0)
+        throw_errno("can't stat ", path, " in the image");
+    if (!S_ISREG(st.st_mode))
+        fail("can't read ", path, " in the image: not a regular file");
+    const Fd f = open_at(AT_FDCWD, p.proc_path(), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    return read_all(f.get(), cat(path, " in the image"), ld_conf_max_bytes);
+}
+
+std::string dir_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash);
+}
+
+struct ConfReader {
+    int rootfd;
+    std::vector<std::string> dirs;
+    std::set<std::string> seen_dirs;
+    std::size_t files = 0;
+
+    void read(const std::string& path, int depth) {
+        if (depth > ld_conf_max_depth)
+            fail("can't read ", path, " in the image: includes nested deeper than ",
+                 ld_conf_max_depth);
+        if (++files > ld_conf_max_files)
+            fail("can't read ", path, " in the image: more than ", ld_conf_max_files,
+                 " ld.so.conf files");
+        const std::string text = read_in_root(rootfd, path);
+        for (std::string line : split(text, '\n')) {
+            line = line.substr(0, line.find('#'));
+            std::vector<std::string> words;
+            for (const auto& w : split(line, ' '))
+                for (const auto& w2 : split(w, '\t'))
+                    if (!w2.empty())
+                        words.push_back(w2);
+            if (words.empty())
+                continue;
+            if (words[0] == "include") {
+                for (std::size_t i = 1; i < words.size(); i++)
+                    include(words[i], dir_of(path), depth);
+            } else if (words[0] == "hwcap") {
+                continue; // an obsolete directive
+            } else {
+                for (const auto& w : words) // "DIR", "DIR=TYPE", "DIR:DIR"
+                    for (const auto& d : split(w, ':'))
+                        add_dir(d.substr(0, d.find('=')));
+            }
+        }
+    }
+
+    void add_dir(const std::string& d) {
+        if (d.empty() || d[0] != '/')
+            return; // ldconfig, too, wants absolute directories
+        const std::string n = normalize_abs(d);
+        if (seen_dirs.insert(n).second)
+            dirs.push_back(n);
+    }
+
+    void include(const std::string& pattern, const std::string& from, int depth) {
+        const std::string full = pattern[0] == '/' ? pattern : from + "/" + pattern;
+        const std::string dir = dir_of(full);
+        const std::string glob = full.substr(full.rfind('/') + 1);
+        if (glob.find_first_of("*?[") == std::string::npos)
+            return read(full, depth + 1);
+        const Fd p = resolve_in_root(rootfd, dir);
+        if (!p)
+            return;
+        Fd d = try_open_at(AT_FDCWD, p.proc_path(), O_RDONLY | O_DIRECTORY);
+        if (!d)
+            return;
+        std::unique_ptr<DIR, FreeWith<closedir>> ds(::fdopendir(d.release()));
+        if (!ds)
+            throw_errno("can't read directory ", dir, " in the image");
+        std::vector<std::string> names;
+        while (const dirent* e = ::readdir(ds.get())) {
+            if (::fnmatch(glob.c_str(), e->d_name, FNM_PERIOD) == 0)
+                names.emplace_back(e->d_name);
+            if (names.size() > ld_conf_max_files)
+                fail("can't read ", dir, " in the image: more than ", ld_conf_max_files,
+                     " files match ", glob);
+        }
+        std::sort(names.begin(), names.end());
+        for (const auto& n : names)
+            read(dir + "/" + n, depth + 1);
+    }
+};
+
+bool is_dir_in_root(int rootfd, const std::string& path) {
+    const Fd p = resolve_in_root(rootfd, path);
+
+    struct stat st {};
+
+    return p && ::fstat(p.get(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+} // namespace
+
+std::vector<std::string> ld_so_conf_dirs(int rootfd) {
+    ConfReader r{rootfd, {}, {}, 0};
+    r.read("/etc/ld.so.conf", 0);
+    return r.dirs;
+}
+
+std::string image_lib_dir(int rootfd) {
+    for (const auto& d : ld_so_conf_dirs(rootfd))
+        if (is_dir_in_root(rootfd, d))
+            return d;
+    return is_dir_in_root(rootfd, "/usr/lib64") ? "/usr/lib64" : "/usr/lib";
+}
+
+} // namespace ch::image

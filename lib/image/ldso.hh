@@ -1,0 +1,55 @@
+// ldso.hh: an image's dynamic loader configuration, read as untrusted input.
+// - ld_so_conf_dirs: the directories /etc/ld.so.conf (and what it includes)
+//   lists, every path resolved inside the image root.
+// - ld.so.cache in glibc's format ("glibc-ld.so.cache1.1", alone or after the
+//   old "ld.so-1.7.0" table): parsed with every offset checked, and written.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ch::image {
+
+// Limits for hostile images: a cache larger than this is refused, and so is
+// an ld.so.conf tree with more files, deeper includes or larger files.
+constexpr std::size_t ld_cache_max_bytes = 16 << 20;
+constexpr std::size_t ld_conf_max_files = 256;
+constexpr int ld_conf_max_depth = 8;
+constexpr std::size_t ld_conf_max_bytes = 1 << 20;
+
+struct LdCacheEntry {
+    std::string key;   // the soname: "libz.so.1"
+    std::string value; // the path: "/lib/x86_64-linux-gnu/libz.so.1"
+    std::int32_t flags = 0;
+    std::uint64_t hwcap = 0; // non-zero: an optimised variant (glibc-hwcaps)
+};
+
+// Throws Error "WHY" (the caller names the file) for anything that is not a
+// well-formed cache.
+std::vector<LdCacheEntry> parse_ld_cache(std::string_view data);
+
+// A cache of the entries in the order the loader's binary search expects
+// (descending by ld_cache_cmp, then by flags and hwcap). Entries with the
+// same key and flags: the first given wins, so callers put theirs first.
+std::string make_ld_cache(std::vector<LdCacheEntry> entries);
+
+// glibc's order of library names: digit runs compare as numbers, and a digit
+// sorts after any other character. <0, 0, >0 like strcmp.
+int ld_cache_cmp(std::string_view a, std::string_view b);
+
+// The directories the image's ld.so.conf lists, in order, without
+// duplicates, normalised ("/usr/local/lib"). Includes are globs in their
+// last component only, as Debian's and Red Hat's "include ld.so.conf.d/*.conf"
+// are. Missing files yield nothing; throws Error for a file that is not a
+// regular file or breaks a limit above.
+std::vector<std::string> ld_so_conf_dirs(int rootfd);
+
+// Where shared libraries go in the image: the first directory of
+// ld_so_conf_dirs that is a directory in the image, else /usr/lib64 or
+// /usr/lib (glibc's own default path, scanned by ldconfig whatever the
+// configuration says).
+std::string image_lib_dir(int rootfd);
+
+} // namespace ch::image

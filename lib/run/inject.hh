@@ -1,0 +1,74 @@
+// inject.hh: ch-run --inject, host files bound into the container at start.
+//
+// The site names sets of host files in its configuration (run.inject:
+// {SET: [PATH | {source: S, target: T}]}); --inject binds the chosen sets.
+// Destinations come from the -W overlay (--inject adds it), so nothing is
+// written to the image, which may be read-only or SquashFS. Libraries (ELF
+// shared objects with a soname) are found by the image's loader through a
+// generated /etc/ld.so.cache: the image's own entries (parsed with every
+// offset checked) with the injected ones put in their place, written into
+// ch-run's scratch space and bound over the image's. ldconfig never runs.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "image/ldso.hh"
+#include "run/plan.hh"
+
+namespace ch::config {
+class Config;
+}
+
+namespace ch::run {
+
+// The files of the sets named (every set when sets is empty), from
+// run.inject in cfg; -v says which file and line each set came from. Throws
+// Error at the configuration's FILE:LINE:COL for a malformed entry, and
+// UsageError for a set the configuration lacks.
+std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std::string>& sets);
+
+// Where libraries without a target of their own are bound: their host
+// directories, one mount each, at inject_dir/0, /1, ...
+constexpr const char* inject_dir = "/ch/inject";
+
+// Reads each source's ELF header on the host. Libraries (ELF shared objects
+// with a soname) without a target of their own are bound by directory (one
+// mount for many libraries; the directory of the file a symlink names) and
+// the cache entries point into it; other files, and libraries with a target,
+// are bound one by one. Mount points and /etc/ld.so.cache are made in the
+// overlay's upper layer before it is mounted (upper_paths), so that they
+// exist whoever owns the image's directories.
+Injection group_libraries(const std::vector<Bind>& binds);
+
+// Both of the above, from cfg (a caller that has loaded the configuration
+// passes it), or loading it (Config::load()).
+Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets);
+Injection prepare_injection(const std::vector<std::string>& sets);
+
+// The cache to bind over /etc/ld.so.cache: libs, then the image's entries
+// except those for the same sonames and the glibc-hwcaps variants (their
+// index into the cache's extension would point nowhere in ours; the loader
+// falls back to the plain entry). image_cache is the image's file, if any;
+// a damaged one is skipped with a warning (the loader would skip it too).
+std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                            const std::optional<std::string>& image_cache);
+
+// When the image's /etc/ld.so.cache is a symlink, removes it from the
+// writable layer at rootfd (the image keeps it): a bind would land wherever
+// it points, perhaps under a later bind such as /tmp, which would hide the
+// generated cache.
+void unlink_ld_cache_symlink(int rootfd);
+
+// Makes path (relative; a trailing "/" for a directory, else an empty file)
+// in the overlay's upper layer before the overlay is mounted. Skipped when
+// the image (lowerfd) has something other than a directory on the way, which
+// the upper layer would hide.
+void prepare_upper(int lowerfd, int upperfd, const std::string& path);
+
+// The image's /etc/ld.so.cache under rootfd, read within the root; nullopt
+// when it is missing or not a regular file.
+std::optional<std::string> read_image_ld_cache(int rootfd);
+
+} // namespace ch::run

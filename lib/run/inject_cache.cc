@@ -1,0 +1,98 @@
+// inject_cache.cc: the generated ld.so.cache of inject.hh. Apart from
+// inject.cc, so that what apply.cc needs does not pull in the configuration
+// loader (and yaml-cpp) for ch-checkns.
+#include <set>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "run/inject.hh"
+#include "util/error.hh"
+#include "util/fd.hh"
+#include "util/log.hh"
+
+namespace ch::run {
+
+std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                            const std::optional<std::string>& image_cache) {
+    std::vector<image::LdCacheEntry> all = libs;
+    if (image_cache) {
+        try {
+            std::set<std::string> ours;
+            for (const auto& l : libs)
+                ours.insert(l.key);
+            for (auto& e : image::parse_ld_cache(*image_cache))
+                if (e.hwcap == 0 && !ours.count(e.key))
+                    all.push_back(std::move(e));
+        } catch (const Error& e) {
+            log::warning("ignoring the image's /etc/ld.so.cache: ", e.what(),
+                         " (only injected libraries are in the generated one)");
+        }
+    }
+    return image::make_ld_cache(std::move(all));
+}
+
+void prepare_upper(int lowerfd, int upperfd, const std::string& path) {
+    const bool is_dir = !path.empty() && path.back() == '/';
+    std::vector<std::string> comps;
+    for (auto& c : split(path, '/'))
+        if (!c.empty())
+            comps.push_back(std::move(c));
+    Fd lower = open_at(lowerfd, ".", O_PATH | O_DIRECTORY);
+    Fd upper = open_at(upperfd, ".", O_PATH | O_DIRECTORY);
+    for (std::size_t i = 0; i < comps.size(); i++) {
+        const char* c = comps[i].c_str();
+        const bool last = i + 1 == comps.size();
+
+        struct stat st {};
+
+        const bool in_image = lower && ::fstatat(lower.get(), c, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (in_image && !S_ISDIR(st.st_mode) && !(last && !is_dir && S_ISLNK(st.st_mode))) {
+            log::debug("not made in the writable layer: /", path, " (/", comps[i],
+                       " in the image is not a directory)");
+            return;
+        }
+        if (last && !is_dir) {
+            const Fd f = try_open_at(upper.get(), c, O_WRONLY | O_CREAT | O_NOFOLLOW, 0644);
+            if (!f)
+                throw_errno("can't create /", path, " in the writable layer");
+            return;
+        }
+        if (::mkdirat(upper.get(), c, 0755) != 0 && errno != EEXIST)
+            throw_errno("can't create /", path, " in the writable layer");
+        upper = open_at(upper.get(), c, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+        lower = in_image ? try_open_at(lower.get(), c, O_PATH | O_DIRECTORY | O_NOFOLLOW) : Fd();
+    }
+}
+
+void unlink_ld_cache_symlink(int rootfd) {
+    const Fd etc = resolve_in_root(rootfd, "/etc");
+    if (!etc)
+        return;
+
+    struct stat st {};
+
+    if (::fstatat(etc.get(), "ld.so.cache", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
+        ::unlinkat(etc.get(), "ld.so.cache", 0) != 0)
+        throw_errno("can't replace the image's /etc/ld.so.cache, a symlink, in the writable layer");
+}
+
+std::optional<std::string> read_image_ld_cache(int rootfd) {
+    const Fd p = resolve_in_root(rootfd, "/etc/ld.so.cache");
+    if (!p)
+        return std::nullopt;
+
+    struct stat st {};
+
+    if (::fstat(p.get(), &st) != 0 || !S_ISREG(st.st_mode))
+        return std::nullopt;
+    if (static_cast<std::uint64_t>(st.st_size) > image::ld_cache_max_bytes) {
+        log::warning("ignoring the image's /etc/ld.so.cache: larger than ",
+                     image::ld_cache_max_bytes, " bytes");
+        return std::nullopt;
+    }
+    const Fd f = open_at(AT_FDCWD, p.proc_path(), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    return read_all(f.get(), "the image's /etc/ld.so.cache", image::ld_cache_max_bytes);
+}
+
+} // namespace ch::run

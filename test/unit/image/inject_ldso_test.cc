@@ -1,0 +1,184 @@
+// inject_ldso_test.cc: what injection learns from an image (ld.so.conf,
+// ld.so.cache) and from a host library (ELF soname), on real files: this
+// host's cache and libz, caches glibc's ldconfig writes, and hostile ones.
+#include <cstdlib>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include "fixtures.hh"
+#include "image/elf.hh"
+#include "image/ldso.hh"
+#include "util/error.hh"
+#include "util/fd.hh"
+
+using namespace ch;
+using namespace ch::image;
+using namespace ch::test;
+
+namespace {
+
+std::string host_cache() {
+    return read_file("/etc/ld.so.cache");
+}
+
+void write(const fs::path& p, const std::string& s) {
+    fs::create_directories(p.parent_path());
+    spit(p, s);
+}
+
+} // namespace
+
+TEST_CASE("ld_cache_cmp orders names as glibc's loader does") {
+    CHECK(ld_cache_cmp("libfoo.so.10", "libfoo.so.9") > 0);
+    CHECK(ld_cache_cmp("libfoo.so.9", "libfoo.so.10") < 0);
+    CHECK(ld_cache_cmp("libfoo.so.1", "libfoo.so.1") == 0);
+    CHECK(ld_cache_cmp("libfoo.so.01", "libfoo.so.1") == 0);
+    CHECK(ld_cache_cmp("lib1", "libx") > 0); // a digit sorts after a letter
+    CHECK(ld_cache_cmp("libz.so", "libz.so.1") < 0);
+    CHECK(ld_cache_cmp("libz.so.1", "libz.so") > 0);
+    CHECK(ld_cache_cmp("liba", "libb") < 0);
+}
+
+TEST_CASE("this host's ld.so.cache parses, is in the loader's order, and survives a rewrite") {
+    const auto entries = parse_ld_cache(host_cache());
+    REQUIRE(entries.size() > 10);
+    bool has_libc = false;
+    for (std::size_t i = 0; i + 1 < entries.size(); i++)
+        CHECK(ld_cache_cmp(entries[i].key, entries[i + 1].key) >= 0);
+    for (const auto& e : entries)
+        has_libc = has_libc || e.key == "libc.so.6";
+    CHECK(has_libc);
+    // The loader takes the first of equal entries (this host's cache has one
+    // such pair: ld-linux.so.2 in /lib32 and /lib); a rewrite keeps only it.
+    std::vector<LdCacheEntry> firsts;
+    for (const auto& e : entries)
+        if (firsts.empty() || firsts.back().key != e.key || firsts.back().flags != e.flags ||
+            firsts.back().hwcap != e.hwcap)
+            firsts.push_back(e);
+    const auto again = parse_ld_cache(make_ld_cache(entries));
+    REQUIRE(again.size() == firsts.size());
+    for (std::size_t i = 0; i < firsts.size(); i++) {
+        CHECK(again[i].key == firsts[i].key);
+        CHECK(again[i].value == firsts[i].value);
+        CHECK(again[i].flags == firsts[i].flags);
+    }
+}
+
+TEST_CASE("a generated cache is one glibc's ldconfig reads, and ours come first") {
+    TempDir t;
+    std::vector<LdCacheEntry> e = {{"libinjected.so.3", "/opt/inj/libinjected.so.3", 0x0303, 0},
+                                   {"libz.so.1", "/opt/inj/libz.so.1", 0x0303, 0}};
+    for (auto& h : parse_ld_cache(host_cache()))
+        e.push_back(h);
+    spit(t / "cache", make_ld_cache(e));
+    const std::string cmd =
+        cat("/sbin/ldconfig -p -C ", (t / "cache").string(), " > ", (t / "out").string(), " 2>&1");
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    const std::string out = read_file(t / "out");
+    CHECK(out.find("libinjected.so.3 (libc6,x86-64) => /opt/inj/libinjected.so.3") !=
+          std::string::npos);
+    // The duplicate key from the image is dropped: the loader would take the
+    // first, but one entry per name keeps the cache unambiguous.
+    CHECK(out.find("libz.so.1 (libc6,x86-64) => /opt/inj/libz.so.1") != std::string::npos);
+    CHECK(out.find("libz.so.1 (libc6,x86-64) => /lib") == std::string::npos);
+}
+
+TEST_CASE("the compat format (old table, then the new) parses") {
+    TempDir t;
+    const std::string cmd = cat("/sbin/ldconfig -c compat -C ", (t / "c").string(), " 2>/dev/null");
+    if (std::system(cmd.c_str()) != 0) {
+        MESSAGE("skipped: this ldconfig can't write the compat format");
+        return;
+    }
+    const auto compat = parse_ld_cache(read_file(t / "c"));
+    const auto plain = parse_ld_cache(host_cache());
+    REQUIRE(compat.size() == plain.size());
+    CHECK(compat.front().key == plain.front().key);
+    CHECK(compat.back().value == plain.back().value);
+}
+
+TEST_CASE("hostile caches are refused with a reason, never read out of bounds") {
+    const std::string good = make_ld_cache({{"liba.so.1", "/a/liba.so.1", 0x0303, 0}});
+    CHECK_THROWS_WITH(parse_ld_cache("hello"), "not a glibc ld.so.cache");
+    CHECK_THROWS_WITH(parse_ld_cache(good.substr(0, 30)), "truncated header");
+    std::string many = good;
+    const std::uint32_t n = 0x10000000;
+    std::memcpy(many.data() + 20, &n, 4);
+    CHECK_THROWS_WITH(parse_ld_cache(many), doctest::Contains("entries don't fit"));
+    std::string far = good;
+    const std::uint32_t off = 0x7fffffff;
+    std::memcpy(far.data() + 48 + 4, &off, 4);
+    CHECK_THROWS_WITH(parse_ld_cache(far), doctest::Contains("outside the file"));
+    std::string unterminated = good.substr(0, good.size() - 1) + "x";
+    CHECK_THROWS_WITH(parse_ld_cache(unterminated), doctest::Contains("not terminated"));
+    std::string old(16, '\0');
+    std::memcpy(old.data(), "ld.so-1.7.0", 11);
+    CHECK_THROWS_WITH(parse_ld_cache(old), doctest::Contains("old format only"));
+    const std::uint32_t huge = 0xffffffff;
+    std::memcpy(old.data() + 12, &huge, 4);
+    CHECK_THROWS_WITH(parse_ld_cache(old), doctest::Contains("larger than the file"));
+}
+
+TEST_CASE("ld.so.conf: includes in order, comments, and nothing outside the root") {
+    TempDir t;
+    const fs::path root = t / "root";
+    write(root / "etc/ld.so.conf", "# comment\ninclude /etc/ld.so.conf.d/*.conf\n/opt/last\n");
+    write(root / "etc/ld.so.conf.d/b.conf", "/b/lib # trailing\n/a/lib\n");
+    write(root / "etc/ld.so.conf.d/a.conf", "/a/lib\n\n/a//lib/../lib2=libc6\n");
+    write(root / "etc/ld.so.conf.d/a.txt", "/not/conf\n");
+    write(t / "outside.conf", "/outside\n");
+    fs::create_symlink("../../../outside.conf", root / "etc/ld.so.conf.d/c.conf");
+    const Fd rootfd = open_at(AT_FDCWD, root, O_PATH | O_DIRECTORY);
+    const auto dirs = ld_so_conf_dirs(rootfd.get());
+    CHECK(dirs == std::vector<std::string>{"/a/lib", "/a/lib2", "/b/lib", "/opt/last"});
+
+    // The first that exists is the library directory, wherever it resolves.
+    fs::create_directories(root / "b/lib");
+    CHECK(image_lib_dir(rootfd.get()) == "/b/lib");
+    fs::create_directories(root / "real");
+    fs::create_symlink("/real", root / "a");
+    fs::create_directories(root / "real/lib2");
+    CHECK(image_lib_dir(rootfd.get()) == "/a/lib2");
+}
+
+TEST_CASE("ld.so.conf: no file, a FIFO, an include loop") {
+    TempDir t;
+    const fs::path root = t / "root";
+    fs::create_directories(root / "etc");
+    const Fd rootfd = open_at(AT_FDCWD, root, O_PATH | O_DIRECTORY);
+    CHECK(ld_so_conf_dirs(rootfd.get()).empty());
+    CHECK(image_lib_dir(rootfd.get()) == "/usr/lib");
+    fs::create_directories(root / "usr/lib64");
+    CHECK(image_lib_dir(rootfd.get()) == "/usr/lib64");
+
+    REQUIRE(::mkfifo((root / "etc/ld.so.conf").c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(ld_so_conf_dirs(rootfd.get()),
+                      "can't read /etc/ld.so.conf in the image: not a regular file");
+    fs::remove(root / "etc/ld.so.conf");
+    write(root / "etc/ld.so.conf", "include ld.so.conf\n");
+    CHECK_THROWS_WITH(ld_so_conf_dirs(rootfd.get()), doctest::Contains("nested deeper than"));
+}
+
+TEST_CASE("read_elf: a host library's soname and cache flags; damaged and non-ELF files") {
+    const Fd z = open_at(AT_FDCWD, "/lib/x86_64-linux-gnu/libz.so.1", O_RDONLY);
+    const auto info = read_elf(z.get(), "libz");
+    REQUIRE(info);
+    CHECK(info->shared);
+    CHECK(info->soname == "libz.so.1");
+#if defined(__x86_64__)
+    CHECK(ld_cache_flags(*info) == 0x0303);
+#endif
+    TempDir t;
+    const std::string whole = read_file("/lib/x86_64-linux-gnu/libz.so.1");
+    spit(t / "cut", whole.substr(0, 200));
+    const Fd cut = open_at(AT_FDCWD, t / "cut", O_RDONLY);
+    CHECK_THROWS_WITH(read_elf(cut.get(), "cut"), doctest::Contains("can't read ELF file cut"));
+    spit(t / "text", "#!/bin/sh\n");
+    const Fd text = open_at(AT_FDCWD, t / "text", O_RDONLY);
+    CHECK_FALSE(read_elf(text.get(), "text"));
+}

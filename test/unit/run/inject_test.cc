@@ -1,0 +1,179 @@
+// inject_test.cc: --inject's pieces: the sets from the configuration, the
+// libraries grouped by directory, the plan, the merged cache, and what is
+// made in the overlay's upper layer.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <doctest/doctest.h>
+
+#include "../image/fixtures.hh"
+#include "image/ldso.hh"
+#include "run/inject.hh"
+#include "run/plan.hh"
+#include "util/config.hh"
+#include "util/error.hh"
+#include "util/fd.hh"
+
+using namespace ch;
+using namespace ch::run;
+using ch::test::spit;
+using ch::test::TempDir;
+
+namespace {
+
+config::Config site(const TempDir& t, const std::string& yaml) {
+    spit(t / "site.yaml", yaml);
+    return config::Config::load_files((t / "site.yaml").string(), "");
+}
+
+std::string libz() {
+    return fs::canonical("/lib/x86_64-linux-gnu/libz.so.1").string();
+}
+
+} // namespace
+
+TEST_CASE("inject_binds: sets by name or all, paths or source and target") {
+    TempDir t;
+    const auto cfg = site(t, "run:\n  inject:\n    a:\n      - /x/liba.so.1\n"
+                             "      - {source: /y/b, target: /opt/b}\n    c:\n      - /z\n");
+    const auto a = inject_binds(cfg, {"a"});
+    REQUIRE(a.size() == 2);
+    CHECK(a[0].src == "/x/liba.so.1");
+    CHECK(a[0].dst == "/x/liba.so.1");
+    CHECK(a[1].src == "/y/b");
+    CHECK(a[1].dst == "/opt/b");
+    CHECK(a[1].need == Need::make_dst);
+    CHECK(inject_binds(cfg, {}).size() == 3);
+    CHECK(inject_binds(cfg, {"c", "c"}).size() == 1);
+    CHECK_THROWS_WITH(inject_binds(cfg, {"nope"}),
+                      "--inject: no set nope in the configuration (it has: a, c)");
+}
+
+TEST_CASE("inject_binds: bad entries name the file, line and column") {
+    TempDir t;
+    const std::string f = (t / "site.yaml").string();
+    CHECK_THROWS_WITH(
+        inject_binds(site(t, "run:\n  inject:\n    a:\n      - rel/x\n"), {}),
+        doctest::Contains((f + ":4:9: run.inject.a entry must be an absolute path").c_str()));
+    CHECK_THROWS_WITH(inject_binds(site(t, "run:\n  inject:\n    a:\n      - {target: /x}\n"), {}),
+                      doctest::Contains("entry without source"));
+    CHECK_THROWS_WITH(
+        inject_binds(site(t, "run:\n  inject:\n    a:\n      - {source: /x, to: /y}\n"), {}),
+        doctest::Contains("unknown key to (expected source, target)"));
+    CHECK_THROWS_WITH(inject_binds(site(t, "run:\n  inject:\n    a: /x\n"), {}),
+                      doctest::Contains("run.inject.a must be a list of paths"));
+    CHECK_THROWS_WITH(
+        inject_binds(site(t, "run:\n  inject:\n    a:\n      - {source: /x, target: /}\n"), {}),
+        doctest::Contains("target can't be the image root"));
+    CHECK_THROWS_AS(inject_binds(site(t, "run: {}\n"), {}), UsageError);
+}
+
+TEST_CASE("group_libraries: libraries by directory, the rest one by one") {
+    TempDir t;
+    spit(t / "header.h", "int x;\n");
+    fs::create_symlink("/lib/x86_64-linux-gnu/libz.so.1", t / "libz-link.so.1");
+    const std::vector<Bind> binds = {
+        {"/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", Need::make_dst},
+        {t / "libz-link.so.1", t / "libz-link.so.1", Need::make_dst},
+        {t / "header.h", t / "header.h", Need::make_dst},
+        {"/lib/x86_64-linux-gnu/libz.so.1", "/opt/z/libz.so.1", Need::make_dst},
+        {"/nonexistent/libq.so.1", "/nonexistent/libq.so.1", Need::make_dst},
+    };
+    const Injection inj = group_libraries(binds);
+    const std::string real = libz();
+    const std::string name = fs::path(real).filename().string();
+    // One directory mount, then the rest in order.
+    REQUIRE(inj.binds.size() == 4);
+    CHECK(inj.binds[0].src == fs::path(real).parent_path());
+    CHECK(inj.binds[0].dst == "/ch/inject/0");
+    CHECK(inj.binds[1].src == t / "header.h");
+    CHECK(inj.binds[2].dst == "/opt/z/libz.so.1");
+    CHECK(inj.binds[3].src == "/nonexistent/libq.so.1"); // the bind step reports it
+    REQUIRE(inj.libs.size() == 3);
+    CHECK(inj.libs[0].key == "libz.so.1");
+    CHECK(inj.libs[0].value == "/ch/inject/0/" + name);
+    CHECK(inj.libs[1].value == "/ch/inject/0/" + name); // through the symlink
+    CHECK(inj.libs[2].value == "/opt/z/libz.so.1");
+    CHECK(inj.upper_paths == std::vector<std::string>{"ch/inject/0/", "etc/ld.so.cache"});
+}
+
+TEST_CASE("make_plan with injection: -W added, cache before the seal, binds before -b") {
+    RunOptions o;
+    o.image_ref = "/img";
+    o.command = {"true"};
+    o.bind.push_back({"/scratch", "/mnt/0"});
+    HostFacts h;
+    h.euid = 1000;
+    h.egid = 100;
+    h.user = "alice";
+    Injection inj;
+    inj.binds = {{"/host/lib", "/ch/inject/0", Need::make_dst}};
+    inj.libs = {{"libq.so.1", "/ch/inject/0/libq.so.1", 0x0303, 0}};
+    inj.upper_paths = {"ch/inject/0/", "etc/ld.so.cache"};
+    h.injection = inj;
+    const Plan p = make_plan(o, "/img", h);
+    CHECK(p.overlay_size == std::optional<std::string>(write_fake_default_size));
+    CHECK(p.upper_paths == inj.upper_paths);
+    std::size_t cache = 0, seal = 0, inject = 0, user_bind = 0;
+    for (std::size_t i = 0; i < p.steps.size(); i++) {
+        if (std::holds_alternative<WriteLdCache>(p.steps[i]))
+            cache = i;
+        if (std::holds_alternative<SealScratch>(p.steps[i]))
+            seal = i;
+        if (const auto* b = std::get_if<Bind>(&p.steps[i])) {
+            if (b->dst == "/ch/inject/0")
+                inject = i;
+            if (b->dst == "/mnt/0")
+                user_bind = i;
+        }
+    }
+    CHECK(cache < seal);
+    CHECK(seal < inject);
+    CHECK(inject < user_bind);
+    CHECK(describe(p).find("write /etc/ld.so.cache (the image's, with 1 injected") !=
+          std::string::npos);
+    o.write = true;
+    CHECK_THROWS_AS(make_plan(o, "/img", h), UsageError);
+    o.write = false;
+    o.write_fake = "1g"; // -W given: its size stays
+    CHECK(make_plan(o, "/img", h).overlay_size == std::optional<std::string>("1g"));
+}
+
+TEST_CASE("merged_ld_cache: injected first, image's hwcaps variants and same names dropped") {
+    const std::string image = image::make_ld_cache({
+        {"libq.so.1", "/usr/lib/libq.so.1", 0x0303, 0},
+        {"libq.so.1", "/usr/lib/glibc-hwcaps/x86-64-v3/libq.so.1", 0x0303, (1ULL << 62) | 1},
+        {"libr.so.2", "/usr/lib/libr.so.2", 0x0303, 0},
+        {"libs.so.3", "/usr/lib/glibc-hwcaps/x86-64-v3/libs.so.3", 0x0303, (1ULL << 62) | 1},
+    });
+    const auto out = image::parse_ld_cache(
+        merged_ld_cache({{"libq.so.1", "/ch/inject/0/libq.so.1", 0x0303, 0}}, image));
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].key == "libr.so.2"); // the loader's order: descending
+    CHECK(out[1].key == "libq.so.1");
+    CHECK(out[1].value == "/ch/inject/0/libq.so.1");
+    // No image cache, or garbage: the injected ones alone.
+    CHECK(
+        image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 3, 0}}, std::nullopt)).size() ==
+        1);
+    CHECK(image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 3, 0}}, "garbage")).size() ==
+          1);
+}
+
+TEST_CASE("prepare_upper: made in the upper layer, never over a non-directory of the image") {
+    TempDir t;
+    fs::create_directories(t / "lower/etc");
+    fs::create_directories(t / "lower/ch");
+    spit(t / "lower/file", "x");
+    fs::create_symlink("/elsewhere", t / "lower/etc/ld.so.cache");
+    fs::create_directories(t / "upper");
+    const Fd lower = open_at(AT_FDCWD, t / "lower", O_PATH | O_DIRECTORY);
+    const Fd upper = open_at(AT_FDCWD, t / "upper", O_PATH | O_DIRECTORY);
+    prepare_upper(lower.get(), upper.get(), "ch/inject/0/");
+    prepare_upper(lower.get(), upper.get(), "etc/ld.so.cache");
+    prepare_upper(lower.get(), upper.get(), "file/inside/");
+    CHECK(fs::is_directory(t / "upper/ch/inject/0"));
+    CHECK(fs::is_regular_file(t / "upper/etc/ld.so.cache")); // replaces the image's symlink
+    CHECK_FALSE(fs::exists(t / "upper/file"));
+    prepare_upper(lower.get(), upper.get(), "ch/inject/0/"); // twice is fine
+}
