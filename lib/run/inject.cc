@@ -130,10 +130,6 @@ Injection group_libraries(const std::vector<Bind>& binds) {
     return inj;
 }
 
-Injection prepare_injection(const std::vector<std::string>& sets) {
-    return prepare_injection(config::Config::load(), sets);
-}
-
 Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets) {
     const auto binds = inject_binds(cfg, sets);
     Injection inj = group_libraries(binds);

@@ -42,10 +42,8 @@ constexpr const char* inject_dir = "/ch/inject";
 // exist whoever owns the image's directories.
 Injection group_libraries(const std::vector<Bind>& binds);
 
-// Both of the above, from cfg (a caller that has loaded the configuration
-// passes it), or loading it (Config::load()).
+// Both of the above, from the configuration ch-run has loaded once.
 Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets);
-Injection prepare_injection(const std::vector<std::string>& sets);
 
 // The cache to bind over /etc/ld.so.cache: libs, then the image's entries
 // except those for the same sonames and the glibc-hwcaps variants (their

@@ -12,8 +12,8 @@
 #include "run/apply.hh"
 #include "run/exec.hh"
 #include "run/host.hh"
-#include "run/join.hh"
 #include "run/inject.hh"
+#include "run/join.hh"
 #include "run/plan.hh"
 #include "run/pmix.hh"
 #include "run/probe.hh"
@@ -63,9 +63,15 @@ std::function<bool(const fs::path&)> dir_has(const fs::path& image_dir) {
 
 // --inject reads the configuration and the injected libraries' headers;
 // without it, nothing of that happens.
+// The configuration files, read once per ch-run however many parts ask.
+const config::Config& loaded_config() {
+    static const config::Config cfg = config::Config::load();
+    return cfg;
+}
+
 HostFacts with_injection(const RunOptions& opts, HostFacts host) {
     if (opts.inject)
-        host.injection = prepare_injection(*opts.inject);
+        host.injection = prepare_injection(loaded_config(), *opts.inject);
     return host;
 }
 
@@ -147,7 +153,7 @@ JoinSpec join_spec(const RunOptions& opts) {
 
 void run(const RunOptions& cli_opts) {
     RunOptions opts = cli_opts;
-    apply_site_config(config::Config::load(), opts);
+    apply_site_config(loaded_config(), opts);
     PmixDirs pmix = PmixDirs::open(pmix_dirs_from_env());
     // Cross-memory attach between ranks needs one user namespace: without
     // --join each rank has its own, so Open MPI's probe could only fail, with
