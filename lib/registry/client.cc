@@ -853,7 +853,10 @@ void Client::Impl::fetch_blobs(const Source& src, const Reference& ref,
                     progress.retry(*j.blob, "digest mismatch after resuming; starting over");
                     return;
                 }
-                raise(ErrorKind::digest_mismatch, cat(what, ": ", e.what()));
+                std::string why = e.what();
+                if (why.starts_with("digest mismatch: blob "))
+                    why = why.substr(why.find(" hashes to ") + 1);
+                raise(ErrorKind::digest_mismatch, cat(what, ": ", why));
             }
             j.finished = true;
             progress.done(*j.blob);
