@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <pthread.h>
+#include <sanitizer/asan_interface.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -38,6 +39,10 @@ BufferArena::BufferArena(std::size_t slot_bytes, std::size_t slots)
     // and the region is ordinary memory.
     static_cast<void>(::madvise(base_, slot_ * slots_, MADV_HUGEPAGE));
     free_.reserve(slots_);
+    // Under ASan, a slot is addressable only while it is handed out, so a
+    // read past a block or after its last holder let go is caught as on
+    // the heap (no-ops otherwise).
+    ASAN_POISON_MEMORY_REGION(base_, slot_ * slots_);
 }
 
 BufferArena::~BufferArena() {
@@ -45,18 +50,24 @@ BufferArena::~BufferArena() {
 }
 
 char* BufferArena::take() noexcept {
-    const std::lock_guard<std::mutex> lock(mu_);
-    if (!free_.empty()) {
-        char* p = free_.back();
-        free_.pop_back();
-        return p;
+    char* p = nullptr;
+    {
+        const std::lock_guard<std::mutex> lock(mu_);
+        if (!free_.empty()) {
+            p = free_.back();
+            free_.pop_back();
+        } else if (used_ < slots_) {
+            p = base_ + slot_ * used_++;
+        } else {
+            return nullptr;
+        }
     }
-    if (used_ == slots_)
-        return nullptr;
-    return base_ + slot_ * used_++;
+    ASAN_UNPOISON_MEMORY_REGION(p, slot_);
+    return p;
 }
 
 void BufferArena::give(char* p) noexcept {
+    ASAN_POISON_MEMORY_REGION(p, slot_);
     const std::lock_guard<std::mutex> lock(mu_);
     free_.push_back(p); // never allocates: reserved for every slot
 }
