@@ -546,16 +546,18 @@ void op_read(fuse_req_t req, fuse_ino_t node, std::size_t size, off_t off, fuse_
         std::vector<BlockKey> later;
         plan_read(f, bs, static_cast<std::uint64_t>(off), want, spans, later,
                   prefetch_blocks(bs, s.prefetch_threads));
-        // The prefetcher takes this read's other blocks while this thread
-        // inflates the first, then the ones after the read.
-        std::vector<BlockKey> guess;
-        for (std::size_t i = 1; i < spans.size(); i++)
-            if (!spans[i].hole)
-                guess.push_back(spans[i].key);
-        for (const BlockKey& k : later)
-            if (!s.blocks.has(k))
-                guess.push_back(k);
-        s.prefetcher.want(guess, bs);
+        // The prefetcher (if any) takes this read's other blocks while this
+        // thread inflates the first, then the ones after the read.
+        if (s.prefetch_threads != 0) {
+            std::vector<BlockKey> guess;
+            for (std::size_t i = 1; i < spans.size(); i++)
+                if (!spans[i].hole)
+                    guess.push_back(spans[i].key);
+            for (const BlockKey& k : later)
+                if (!s.blocks.has(k))
+                    guess.push_back(k);
+            s.prefetcher.want(guess, bs);
+        }
 
         Lease l(s.pool);
         const squash::Loader load = block_loader(*s.img, l.inf());
@@ -859,9 +861,10 @@ using Session = std::unique_ptr<fuse_session, FreeWith<fuse_session_destroy>>;
 // not as soon as the first one is. A container that starts one program asks
 // one thing at a time (a lookup, a page fault), and extra threads there cost
 // more than they save: starting them, their stacks and malloc arenas, and
-// handing each request to another thread (about 10% of the CPU time of
-// `ch-run IMG.sqfs -- /bin/true`). Many readers at once (MPI ranks that
-// share the mount) still get up to max_threads.
+// handing requests from thread to thread (with libfuse's loop,
+// `ch-run IMG.sqfs -- /bin/true` took 7-10% more CPU time than with one
+// thread). Many readers at once (MPI ranks that share the mount) still get
+// up to max_threads.
 class Loop {
 public:
     Loop(fuse_session* se, unsigned max_threads)
