@@ -5,7 +5,20 @@
 // so is the data block cache (squash_cache.hh); what a thread needs for
 // itself (a decompressor, a reply buffer) it borrows from a pool for the
 // request. Node ids are computed, not looked up (node_of_inode). A few more
-// threads (Prefetcher) inflate the blocks that reads will probably want next.
+// threads (Prefetcher, at idle priority) inflate the blocks that reads will
+// probably want next.
+//
+// Start-up cost: `ch-run IMG.sqfs -- /bin/true` asks this server for about
+// 30 lookups and reads, and 15 blocks of 128 KiB must be inflated whatever
+// we do (the pages that the loader and libc touch lie in them; a smaller
+// read-ahead made more reads, not fewer blocks). What is left to save is
+// everything around it, so on a machine where every CPU is busy the whole
+// start costs less CPU time (measured with `make bench`'s squashrun and
+// perf, in CPU time, the machine being shared): no open or release
+// requests (no-open, op_open), no thread started for a reader that asks one
+// thing at a time (Loop), no guesses inflated on small machines and only at
+// idle priority on larger ones (default_prefetch_threads), block buffers
+// that fault in 2 MiB at a time (BufferArena).
 //
 // FUSE callbacks are C: nothing may throw through them. guarded() turns an
 // exception into an error reply (a damaged image: EIO), and every operation
@@ -17,15 +30,22 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <ranges>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include <malloc.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -127,21 +147,109 @@ squash::Loader block_loader(const squash::Image& img, Inflater& inf) {
     };
 }
 
+// A block of zeros for holes, never written: mapped, not allocated, so its
+// pages are the kernel's shared zero page and setting it up costs neither
+// memory nor page faults (a vector of them cost every start a 128 KiB
+// memset, 32 faults, in a process whose every start counts).
+class Zeros {
+public:
+    explicit Zeros(std::size_t n)
+        : n_(n) {
+        void* m = ::mmap(nullptr, n_, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            throw std::bad_alloc();
+        p_ = static_cast<char*>(m);
+    }
+
+    Zeros(const Zeros&) = delete;
+    Zeros& operator=(const Zeros&) = delete;
+
+    ~Zeros() { ::munmap(p_, n_); }
+
+    char* data() const { return p_; }
+
+private:
+    char* p_ = nullptr;
+    std::size_t n_;
+};
+
+// What reads need of a file: its inode and where its blocks are, decoded
+// and checked once.
+struct OpenFile {
+    Inode in;
+    squash::FileLayout layout;
+};
+
+// The files read lately, by node, for reads without an open (no-open: the
+// kernel sends no OPEN, so no handle). Least recently used go first once
+// their layouts pass max_bytes (a layout is 4 bytes a block, so the largest
+// file the image may declare fits alone).
+class FileCache {
+public:
+    explicit FileCache(std::size_t max_bytes)
+        : max_bytes_(max_bytes) {}
+
+    // The file at node, decoded by make() if it is not cached (outside the
+    // lock, so a slow decode holds up no other read).
+    template <typename Make>
+    std::shared_ptr<const OpenFile> get(fuse_ino_t node, Make&& make) {
+        {
+            const std::lock_guard<std::mutex> lock(mu_);
+            if (const auto it = files_.find(node); it != files_.end()) {
+                lru_.splice(lru_.begin(), lru_, it->second.age);
+                return it->second.file;
+            }
+        }
+        std::shared_ptr<const OpenFile> f = make();
+        const std::size_t charge =
+            sizeof(OpenFile) + f->layout.hdrs.size() * 4 + f->layout.starts.size() * 8;
+        const std::lock_guard<std::mutex> lock(mu_);
+        if (files_.count(node) != 0 || charge > max_bytes_)
+            return f; // another thread was quicker, or too large to keep
+        lru_.push_front(node);
+        files_.emplace(node, Slot{f, lru_.begin(), charge});
+        bytes_ += charge;
+        while (bytes_ > max_bytes_) {
+            const auto old = files_.find(lru_.back());
+            bytes_ -= old->second.charge;
+            files_.erase(old);
+            lru_.pop_back();
+        }
+        return f;
+    }
+
+private:
+    struct Slot {
+        std::shared_ptr<const OpenFile> file;
+        std::list<fuse_ino_t>::iterator age;
+        std::size_t charge = 0;
+    };
+
+    const std::size_t max_bytes_;
+    std::size_t bytes_ = 0;
+    std::mutex mu_;
+    std::map<fuse_ino_t, Slot> files_;
+    std::list<fuse_ino_t> lru_; // most recently used first
+};
+
 struct Server {
     Server(std::shared_ptr<const squash::Image> image, const ServeOptions& opts, unsigned threads,
            unsigned prefetchers)
         : img(std::move(image))
         , pool(*img, threads + 1)
-        , blocks(server_cache_bytes)
-        , prefetcher(blocks, prefetchers, server_cache_bytes / 2 / img->block_size(),
-                     [this] {
-                         // Each prefetching thread owns its decompressor.
-                         auto inf = std::make_shared<Inflater>(*img);
-                         const squash::Image* i = img.get();
-                         return squash::Loader([i, inf](const BlockKey& key, squash::Block& out) {
-                             out.size = i->read_block(key, out.data.get(), out.cap, *inf);
-                         });
-                     })
+        , blocks(server_cache_bytes, img->block_size())
+        , files(server_file_cache_bytes)
+        , prefetcher(
+              blocks, prefetchers, server_cache_bytes / 2 / img->block_size(),
+              [this] {
+                  // Each prefetching thread owns its decompressor.
+                  auto inf = std::make_shared<Inflater>(*img);
+                  const squash::Image* i = img.get();
+                  return squash::Loader([i, inf](const BlockKey& key, squash::Block& out) {
+                      out.size = i->read_block(key, out.data.get(), out.cap, *inf);
+                  });
+              },
+              true)
         , zeros(img->block_size())
         , uid(opts.uid)
         , gid(opts.gid)
@@ -150,11 +258,14 @@ struct Server {
     std::shared_ptr<const squash::Image> img;
     Pool pool;
     squash::BlockCache blocks;
+    FileCache files;
     squash::Prefetcher prefetcher; // after pool and blocks: its threads use them until it goes
-    std::vector<char> zeros;       // a block of them, for holes
+    Zeros zeros;                   // a block of them, for holes
     uid_t uid;
     gid_t gid;
     unsigned prefetch_threads;
+    bool no_open = false;                   // the kernel opens files without asking (op_init)
+    std::atomic<std::uint64_t> requests{0}; // answered, for -v
 };
 
 Server& server_of(fuse_req_t req) {
@@ -164,6 +275,7 @@ Server& server_of(fuse_req_t req) {
 // Run an operation: fn replies and returns 0, or returns the errno to reply.
 template <typename Fn>
 void guarded(fuse_req_t req, Fn&& fn) noexcept {
+    server_of(req).requests++;
     int err = EIO;
     try {
         err = fn();
@@ -233,13 +345,6 @@ fuse_entry_param entry_of(const Server& s, const Inode& in) {
     return e;
 }
 
-// What an open file keeps (fi->fh, libfuse's 64-bit slot for a pointer):
-// its inode and where its blocks are, decoded and checked once.
-struct OpenFile {
-    Inode in;
-    squash::FileLayout layout;
-};
-
 template <typename T>
 T& handle(const fuse_file_info* fi) {
     return *reinterpret_cast<T*>(fi->fh); // NOLINT(performance-no-int-to-ptr)
@@ -247,7 +352,11 @@ T& handle(const fuse_file_info* fi) {
 
 // ---- operations --------------------------------------------------------
 
-void op_init(void*, fuse_conn_info* conn) {
+void op_init(void* userdata, fuse_conn_info* conn) {
+    // No-open: the kernel opens and releases files without a request (two
+    // round trips a file fewer; pages are then kept from one open to the
+    // next, as keep_cache did), and reads come without a handle (FileCache).
+    static_cast<Server*>(userdata)->no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
     // Nothing ever changes under us: no invalidation on mtime changes, and
     // symlink targets may be cached.
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);
@@ -312,11 +421,17 @@ void op_readlink(fuse_req_t req, fuse_ino_t node) {
     });
 }
 
+// Where the kernel supports no-open, ENOSYS is the answer to the first open
+// and there are no more (libfuse's convention): the mount is read-only, so
+// the kernel itself refuses opens for writing (EROFS), and directories and
+// other files never reach here.
 void op_open(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
     guarded(req, [&] {
+        Server& s = server_of(req);
+        if (s.no_open)
+            return ENOSYS;
         if ((fi->flags & O_ACCMODE) != O_RDONLY)
             return EROFS;
-        Server& s = server_of(req);
         auto f = std::make_unique<OpenFile>();
         {
             Lease l(s.pool);
@@ -401,10 +516,22 @@ std::size_t prefetch_blocks(std::uint32_t block_size, unsigned prefetchers) {
 
 // Replies straight from the cached blocks (the kernel copies from them into
 // the page cache: no copy of ours in between).
-void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
+void op_read(fuse_req_t req, fuse_ino_t node, std::size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
         Server& s = server_of(req);
-        const OpenFile& f = handle<OpenFile>(fi);
+        std::shared_ptr<const OpenFile> cached; // no-open: no handle
+        if (fi->fh == 0)
+            cached = s.files.get(node, [&] {
+                auto f = std::make_shared<OpenFile>();
+                Lease l(s.pool);
+                f->in = get_inode(s, l.inf(), node);
+                if (!f->in.is_file())
+                    throw squash::SquashError("a read of a file that is not regular");
+                f->layout = s.img->layout(f->in, l.inf());
+                f->in.blocks = {}; // the layout has them
+                return f;
+            });
+        const OpenFile& f = fi->fh == 0 ? *cached : handle<OpenFile>(fi);
         const auto file_size = static_cast<off_t>(f.in.size);
         if (off < 0)
             return EINVAL;
@@ -419,16 +546,18 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_
         std::vector<BlockKey> later;
         plan_read(f, bs, static_cast<std::uint64_t>(off), want, spans, later,
                   prefetch_blocks(bs, s.prefetch_threads));
-        // The prefetcher takes this read's other blocks while this thread
-        // inflates the first, then the ones after the read.
-        std::vector<BlockKey> guess;
-        for (std::size_t i = 1; i < spans.size(); i++)
-            if (!spans[i].hole)
-                guess.push_back(spans[i].key);
-        for (const BlockKey& k : later)
-            if (!s.blocks.has(k))
-                guess.push_back(k);
-        s.prefetcher.want(guess, bs);
+        // The prefetcher (if any) takes this read's other blocks while this
+        // thread inflates the first, then the ones after the read.
+        if (s.prefetch_threads != 0) {
+            std::vector<BlockKey> guess;
+            for (std::size_t i = 1; i < spans.size(); i++)
+                if (!spans[i].hole)
+                    guess.push_back(spans[i].key);
+            for (const BlockKey& k : later)
+                if (!s.blocks.has(k))
+                    guess.push_back(k);
+            s.prefetcher.want(guess, bs);
+        }
 
         Lease l(s.pool);
         const squash::Loader load = block_loader(*s.img, l.inf());
@@ -720,13 +849,100 @@ unsigned default_server_threads(unsigned cpus) {
 }
 
 unsigned default_prefetch_threads(unsigned cpus) {
-    return std::clamp(cpus, 1U, 9U) - 1;
+    return std::clamp(cpus, 2U, 10U) - 2;
 }
 
 namespace {
 
 using Session = std::unique_ptr<fuse_session, FreeWith<fuse_session_destroy>>;
-using LoopConfig = std::unique_ptr<fuse_loop_config, FreeWith<fuse_loop_cfg_destroy>>;
+
+// The request loop: like libfuse's multi-threaded loop, except that a second
+// thread starts only when a request is waiting while every thread is busy,
+// not as soon as the first one is. A container that starts one program asks
+// one thing at a time (a lookup, a page fault), and extra threads there cost
+// more than they save: starting them, their stacks and malloc arenas, and
+// handing requests from thread to thread (with libfuse's loop,
+// `ch-run IMG.sqfs -- /bin/true` took 7-10% more CPU time than with one
+// thread). Many readers at once (MPI ranks that share the mount) still get
+// up to max_threads.
+class Loop {
+public:
+    Loop(fuse_session* se, unsigned max_threads)
+        : se_(se)
+        , fd_(fuse_session_fd(se))
+        , max_(std::max(max_threads, 1U)) {}
+
+    Loop(const Loop&) = delete;
+    Loop& operator=(const Loop&) = delete;
+
+    // Serves until the kernel ends the connection; returns libfuse's error
+    // (0 when the mount went away).
+    int run() {
+        const int rc = serve();
+        for (;;) {
+            std::thread t;
+            {
+                const std::lock_guard<std::mutex> lock(mu_);
+                stopping_ = true;
+                if (helpers_.empty())
+                    break;
+                t = std::move(helpers_.back());
+                helpers_.pop_back();
+            }
+            t.join();
+        }
+        return rc;
+    }
+
+    unsigned threads() {
+        const std::lock_guard<std::mutex> lock(mu_);
+        return started_;
+    }
+
+private:
+    int serve() noexcept {
+        fuse_buf buf{}; // its memory comes from libfuse's first read
+        int rc = 0;
+        while (!fuse_session_exited(se_)) {
+            idle_++;
+            rc = fuse_session_receive_buf(se_, &buf);
+            idle_--;
+            if (rc == -EINTR)
+                continue;
+            if (rc <= 0) // 0: the kernel ended the connection (ENODEV)
+                break;
+            if (idle_ == 0)
+                maybe_add_thread();
+            fuse_session_process_buf(se_, &buf);
+        }
+        std::free(buf.mem);
+        return rc < 0 ? rc : 0;
+    }
+
+    // Another thread, if a request is already waiting for one.
+    void maybe_add_thread() noexcept {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0 || (p.revents & POLLIN) == 0)
+            return;
+        const std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_ || started_ >= max_)
+            return;
+        try {
+            helpers_.emplace_back([this] { static_cast<void>(serve()); });
+            started_++;
+        } catch (const std::system_error&) { // no more threads: serve with those we have
+        }
+    }
+
+    fuse_session* const se_;
+    const int fd_;
+    const unsigned max_;
+    std::atomic<unsigned> idle_{0}; // threads waiting for a request
+    std::mutex mu_;
+    std::vector<std::thread> helpers_;
+    unsigned started_ = 1; // the caller's thread included
+    bool stopping_ = false;
+};
 
 } // namespace
 
@@ -758,14 +974,6 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
         ready("can't create a FUSE session");
         return;
     }
-    const LoopConfig cfg(fuse_loop_cfg_create());
-    if (!cfg) {
-        ready("can't configure the FUSE loop");
-        return;
-    }
-    fuse_loop_cfg_set_max_threads(cfg.get(), threads);
-    // No clone_fd: it reopens /dev/fuse, which this user may not be allowed to.
-    fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
     // All of the above happened while ch-run made its namespaces and the
     // mount; now the mounted descriptor.
     Fd fuse_dev = receive_device();
@@ -779,18 +987,22 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
     }
     fuse_dev.release();
     log::verbose("serving ", impl.path.string(), " with up to ", threads, " threads, ", prefetchers,
-                 " inflating ahead");
+                 " inflating ahead at idle priority");
     ready("");
     // Returns when the kernel ends the connection (read gives ENODEV): the
-    // mount went away with its namespace.
-    const int rc = fuse_session_loop_mt(se.get(), cfg.get());
+    // mount went away with its namespace. All threads read the one
+    // descriptor (no clone_fd: it reopens /dev/fuse, which this user may not
+    // be allowed to).
+    Loop loop(se.get(), threads);
+    const int rc = loop.run();
 
     // The peak for make bench (squashrun), and for anyone who wonders.
     struct rusage ru {};
 
     ::getrusage(RUSAGE_SELF, &ru);
-    log::verbose("FUSE server for ", impl.path.string(), " done (", rc, "); inflated ",
-                 s.blocks.loads(), " data blocks; peak resident memory ", ru.ru_maxrss, " KiB");
+    log::verbose("FUSE server for ", impl.path.string(), " done (", rc, "); ", s.requests.load(),
+                 " requests, ", loop.threads(), " threads, inflated ", s.blocks.loads(),
+                 " data blocks; peak resident memory ", ru.ru_maxrss, " KiB");
 }
 
 } // namespace ch::image

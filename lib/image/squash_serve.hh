@@ -59,6 +59,11 @@ constexpr std::int64_t listing_offset_of(std::int64_t readdir_offset) {
 // the server holds whatever the image; man/ch-run.1 gives the total.
 constexpr std::size_t server_cache_bytes = std::size_t{32} << 20;
 constexpr std::size_t server_meta_cache_bytes = std::size_t{4} << 20;
+// The block lists of the files read lately (the kernel opens files without
+// telling the server, so reads find them here): the largest list an image
+// may declare (squash::max_file_blocks, 4 bytes each, and the index of
+// every 64th block's start) fits alone.
+constexpr std::size_t server_file_cache_bytes = std::size_t{17} << 20;
 
 struct ServeOptions {
     uid_t uid = 0; // owner of every file, in the mounting user namespace
@@ -98,14 +103,21 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-// How many threads serve() uses for max_threads = 0: twice the CPUs in this
-// process's affinity mask, at least 4 and at most 64 (reads wait for I/O and
-// decompress; a rank bound to one core still gets a few).
+// How many threads serve() may use for max_threads = 0: twice the CPUs in
+// this process's affinity mask, at least 4 and at most 64 (reads wait for
+// I/O and decompress; a rank bound to one core still gets a few). Only one
+// serves until requests queue up behind it.
 unsigned default_server_threads(unsigned cpus);
 
-// How many threads inflate blocks ahead of the reads (prefetch): one per CPU
-// of the affinity mask but one, at most 8. A process bound to one CPU (an
-// MPI rank) gets none: guesses would only take time from its reads.
+// How many threads inflate blocks ahead of the reads (prefetch), at idle
+// priority: one per CPU of the affinity mask but two, at most 8. Guesses
+// cost CPU time, and whether a CPU is free to pay for them can't be known
+// cheaply: SCHED_IDLE yields only to tasks of the same cgroup, and on a
+// 2-CPU machine shared with other sessions the guesses for
+// `ch-run IMG.sqfs -- /bin/true` cost 12% more CPU time for the whole start
+// (one wrong guess in four). So a process bound to one or two CPUs (an MPI
+// rank, a small VM) guesses nothing; one on a larger node leaves two CPUs to
+// the reader and the server, and guesses on the rest.
 unsigned default_prefetch_threads(unsigned cpus);
 
 // Serve FUSE requests on the /dev/fuse descriptor that receive_device

@@ -310,8 +310,10 @@ Fd mount_squash(const SquashMount& sq, const IdMap& uid, const IdMap& gid,
     }
     const std::string opts = cat("fd=", dev.get(), ",rootmode=40000,user_id=", uid.inside,
                                  ",group_id=", gid.inside, ",default_permissions");
-    log::verbose("mount ", file, " on ", sq.mount_dir.string(), " (fuse.squashfuse ", opts, ")");
-    if (::mount(file.c_str(), mp.proc_path().c_str(), "fuse.squashfuse",
+    // The type names our server (squash_server_name), so /proc/self/mounts
+    // and findmnt say what serves the image; not squashfuse, which doesn't.
+    log::verbose("mount ", file, " on ", sq.mount_dir.string(), " (fuse.ch-squashfuse ", opts, ")");
+    if (::mount(file.c_str(), mp.proc_path().c_str(), "fuse.ch-squashfuse",
                 MS_RDONLY | MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
         throw_errno_code(Exit::squash, what);
     hand_over(std::move(dev));

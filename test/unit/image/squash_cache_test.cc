@@ -3,7 +3,9 @@
 // and failures that are not cached.
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -102,6 +104,77 @@ TEST_SUITE("image") {
         CHECK(calls == 2);
         c.prefetch({1, 1}, 1024, bad); // a guess that fails is silent
         CHECK(calls == 3);
+    }
+
+    TEST_CASE("squash_cache: an arena hands out distinct slots, reuses freed ones, and says when "
+              "it is empty") {
+        BufferArena a(8192, 3);
+        char* p1 = a.take();
+        char* p2 = a.take();
+        char* p3 = a.take();
+        REQUIRE(p1 != nullptr);
+        REQUIRE(p2 != nullptr);
+        REQUIRE(p3 != nullptr);
+        CHECK(a.take() == nullptr); // all three in use
+        CHECK((p2 - p1 == 8192 || p1 - p2 == 8192));
+        CHECK(p3 != p1);
+        CHECK(p3 != p2);
+        CHECK(reinterpret_cast<std::uintptr_t>(p1) % 4096 == 0);
+        std::memset(p1, 'a', 8192); // writable, the whole slot
+        std::memset(p3, 'c', 8192);
+        CHECK(a.owns(p1));
+        CHECK(a.owns(p3 + 8191));
+        const char heap = 0;
+        CHECK_FALSE(a.owns(&heap));
+        a.give(p2);
+        CHECK(a.take() == p2); // the freed slot comes back first
+        a.give(p1);
+        a.give(p2);
+        a.give(p3);
+    }
+
+    TEST_CASE("squash_cache: blocks of the arena's size come from it and go back when dropped") {
+        BlockCache c(2 * 4096, 4096); // two cached, plus a few in flight
+        Counting n;
+        const Loader load = n.loader();
+        std::vector<std::shared_ptr<const Block>> held;
+        for (std::uint64_t pos = 1; pos <= 40; pos++) {
+            held.push_back(c.get({pos, 1}, 4096, load)); // more than the arena's slots
+            CHECK(held.back()->data[4095] == static_cast<char>(pos));
+        }
+        const auto other = c.get({99, 1}, 1024, load); // another size: from the heap
+        CHECK(other->data[1023] == 99);
+        for (std::size_t i = 0; i < held.size(); i++) // none overwrote another
+            CHECK(held[i]->data[0] == static_cast<char>(i + 1));
+        held.clear(); // every slot given back (ASan would see a double give)
+        CHECK(c.bytes() <= c.max_bytes() + 1024);
+        for (std::uint64_t pos = 41; pos <= 60; pos++)
+            CHECK(c.get({pos, 1}, 4096, load)->data[7] == static_cast<char>(pos));
+        CHECK(n.calls == 61);
+    }
+
+    TEST_CASE("squash_cache: a reader loads a block itself rather than wait for a guess") {
+        BlockCache c(1 << 20);
+        std::atomic<bool> guess_started{false};
+        std::atomic<bool> release_guess{false};
+        const Loader stuck = [&](const BlockKey&, Block& out) {
+            guess_started = true;
+            while (!release_guess)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            std::memset(out.data.get(), 'g', out.cap);
+            out.size = out.cap;
+        };
+        std::thread guesser([&] { c.prefetch({5, 1}, 1024, stuck); });
+        while (!guess_started)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        Counting n;
+        const auto b = c.get({5, 1}, 1024, n.loader()); // would hang if it waited
+        CHECK(n.calls == 1);
+        CHECK(b->data[0] == 5);
+        release_guess = true;
+        guesser.join();
+        CHECK(c.get({5, 1}, 1024, n.loader())->data[0] == 5); // the reader's block stays
+        CHECK(n.calls == 1);
     }
 
     TEST_CASE("squash_cache: the prefetcher loads what it is asked for") {

@@ -61,11 +61,13 @@ TEST_SUITE("image") {
         CHECK(default_server_threads(256) == 64);
     }
 
-    TEST_CASE("squash_serve: no prefetching for a process bound to one CPU, at most 8 threads") {
+    TEST_CASE("squash_serve: no prefetching for a process bound to two CPUs or fewer, at most 8 "
+              "threads") {
         CHECK(default_prefetch_threads(0) == 0);
         CHECK(default_prefetch_threads(1) == 0);
-        CHECK(default_prefetch_threads(2) == 1);
-        CHECK(default_prefetch_threads(4) == 3);
+        CHECK(default_prefetch_threads(2) == 0);
+        CHECK(default_prefetch_threads(3) == 1);
+        CHECK(default_prefetch_threads(4) == 2);
         CHECK(default_prefetch_threads(64) == 8);
     }
 
