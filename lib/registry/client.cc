@@ -946,6 +946,18 @@ void Client::Impl::fetch_blobs(const Source& src, const Reference& ref,
         }
         if (failure)
             break;
+        // A transfer that just ended may have been the last, or freed a
+        // slot for one waiting: go round at once rather than poll idly.
+        bool waiting = false, startable = false;
+        for (const auto& j : jobs)
+            if (!j.finished && !j.handle) {
+                waiting = true;
+                startable = startable || j.not_before <= Clock::now();
+            }
+        if (active == 0 && !waiting)
+            break;
+        if (startable && active < opts.parallel)
+            continue;
         int timeout = 1000;
         if (next_wake != Clock::time_point::max()) {
             const auto ms =

@@ -114,7 +114,7 @@ struct HostFacts {
     // Directories a PMIx server (Slurm's mpi/pmix, Open MPI's mpirun) told
     // its clients to use, absolute, in pmix_dir_vars order.
     std::vector<std::string> pmix_dirs;
-    std::optional<Injection> injection;             // --inject
+    std::optional<Injection> injection; // --inject
 };
 
 // The variables a PMIx server sets to directories its clients must reach
