@@ -361,7 +361,13 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
     if (out.to_file) {
         dest = out.file.string();
         req.merged = true;
-        sink = out.format == image::Format::squash ? image::make_squash_sink(out.file)
+        // Half ch-convert's backlog: the fetch thread, its transfers and
+        // the layers' index share the pull's 64 MiB with the writer.
+        // Measured on the 410 MB benchmark image: peak 66 MiB with 24 MiB,
+        // 54 MiB with 12, in the same time.
+        image::SquashOptions sq;
+        sq.backlog_bytes = 12u << 20;
+        sink = out.format == image::Format::squash ? image::make_squash_sink(out.file, sq)
                                                    : image::make_tar_sink(out.file, out.comp);
     } else {
         dest = cat("storage image ", printable(out.name));

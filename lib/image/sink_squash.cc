@@ -293,7 +293,7 @@ SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
     // Each block in flight holds a block-sized buffer, so the backlog is set
     // in bytes: 24 MiB (192 blocks of 128 KiB) keeps the peak RSS near 50 MiB.
     const std::size_t backlog =
-        std::clamp<std::size_t>((24u << 20) / block_size_, 4 * workers + 4, 4096);
+        std::clamp<std::size_t>(opts.backlog_bytes / block_size_, 4 * workers + 4, 4096);
     sqfs_block_processor_desc_t desc{};
     desc.size = sizeof desc;
     desc.max_block_size = block_size_;

@@ -2,6 +2,7 @@
 // in-process with libsquashfs (no mksquashfs/unsquashfs subprocesses).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -21,6 +22,10 @@ struct SquashOptions {
     unsigned block_size = 128 * 1024; // a power of two, squash_min_block to squash_max_block
     std::string compressor = "gzip";  // a name from squash_compressors(); gzip is libdeflate's
     unsigned threads = 0; // compressing threads; 0: one per CPU we may run on (affinity)
+    // Blocks in flight, in bytes (see sink_squash.cc): most of the writer's
+    // memory. ch-image's pull to a file lowers it, as it holds its fetches
+    // and the layers' index alongside.
+    std::size_t backlog_bytes = 24u << 20;
 };
 
 constexpr unsigned squash_min_block = 4096; // SquashFS's limits on the block size
