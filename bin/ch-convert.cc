@@ -1,10 +1,7 @@
 // ch-convert: convert an image between formats (ch-image storage, directory,
 // SquashFS, tar). Parse, call lib/image, report.
 #include <clocale>
-#include <csignal>
 #include <iostream>
-
-#include <signal.h>
 
 #include "cli.hh"
 #include "config.h"
@@ -57,25 +54,6 @@ const cli::Spec spec = {
     },
     false,
 };
-
-volatile std::sig_atomic_t interrupted = 0;
-
-void on_signal(int) {
-    interrupted = 1;
-}
-
-// SIGINT, SIGTERM and SIGHUP end the conversion through an exception, so the
-// staging output is removed on the way out. (SIGKILL leaves it behind; the
-// next conversion beside the same output sweeps it.)
-void catch_signals() {
-    struct sigaction sa {};
-
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    for (const int sig : {SIGINT, SIGTERM, SIGHUP})
-        if (::sigaction(sig, &sa, nullptr) != 0)
-            throw_errno("can't install a signal handler");
-}
 
 image::Format in_format_option(const cli::Parsed& p) {
     const std::string v = *p.value("in-fmt");
@@ -174,12 +152,12 @@ int main(int argc, char** argv) {
             std::cout << image::describe(plan) << "\n";
             return 0;
         }
-        catch_signals();
+        cli::catch_interrupts();
         // libarchive converts pax names between UTF-8 and the locale's
         // charset; in a UTF-8 locale that is the identity for the UTF-8 names
         // images hold, whatever locale the user runs in.
         std::setlocale(LC_CTYPE, "C.UTF-8");
-        image::run_convert(plan, &interrupted);
+        image::run_convert(plan, &cli::interrupted);
         return 0;
     });
 }

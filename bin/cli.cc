@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include "util/error.hh"
@@ -157,6 +158,24 @@ std::string help_text(const Spec& spec) {
         out += left + o.help + "\n";
     }
     return out;
+}
+
+volatile std::sig_atomic_t interrupted = 0;
+
+namespace {
+void on_interrupt(int) {
+    interrupted = 1;
+}
+} // namespace
+
+void catch_interrupts() {
+    struct sigaction sa {};
+
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    for (const int sig : {SIGINT, SIGTERM, SIGHUP})
+        if (::sigaction(sig, &sa, nullptr) != 0)
+            throw_errno("can't install a signal handler");
 }
 
 int guarded_main(const std::string& program, const std::function<int()>& body) {

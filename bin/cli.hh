@@ -14,6 +14,7 @@
 // it was dropped (STYLE.md §7: Argh does real work or is not used).
 #pragma once
 
+#include <csignal>
 #include <functional>
 #include <map>
 #include <optional>
@@ -71,6 +72,13 @@ struct Parsed {
 Parsed parse(const Spec& spec, int argc, const char* const* argv);
 
 std::string help_text(const Spec& spec);
+
+// Long work that stages its output (ch-convert, ch-image pull) polls this
+// flag: from catch_interrupts() on, SIGINT, SIGTERM and SIGHUP set it, and
+// the work ends through an exception, so the staging is removed on the way
+// out. (SIGKILL leaves it; the next run beside the same output sweeps it.)
+extern volatile std::sig_atomic_t interrupted;
+void catch_interrupts();
 
 // Run body; turn exceptions into "PROGRAM: message" on stderr and the
 // error's exit code. Usage errors add "see 'PROGRAM --help'".

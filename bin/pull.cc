@@ -2,7 +2,6 @@
 #include "pull.hh"
 
 #include <condition_variable>
-#include <csignal>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -10,7 +9,6 @@
 #include <thread>
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include "image/convert.hh"
@@ -31,25 +29,6 @@
 namespace ch::pull {
 
 namespace {
-
-volatile std::sig_atomic_t interrupted = 0;
-
-void on_signal(int) {
-    interrupted = 1;
-}
-
-// From here on SIGINT, SIGTERM and SIGHUP end the pull through an exception,
-// so the staging image or file is removed on the way out. (SIGKILL leaves
-// it; the next pull sweeps it.)
-void catch_signals() {
-    struct sigaction sa {};
-
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    for (const int sig : {SIGINT, SIGTERM, SIGHUP})
-        if (::sigaction(sig, &sa, nullptr) != 0)
-            throw_errno("can't install a signal handler");
-}
 
 // Where the image goes.
 struct Output {
@@ -345,7 +324,7 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
         const auto counts = client.request_counts();
         log::verbose("requests: ", counts.count("GET") ? counts.at("GET") : 0, " GET, ",
                      counts.count("HEAD") ? counts.at("HEAD") : 0, " HEAD");
-        catch_signals();
+        cli::catch_interrupts();
         fetched = true;
     };
     Fetch fetch(client, ref, m.layers, cache, bars);
@@ -375,7 +354,7 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
     }
     image::UnpackImageStats stats;
     try {
-        stats = image::unpack_image(req, *sink, dest, &interrupted);
+        stats = image::unpack_image(req, *sink, dest, &cli::interrupted);
     } catch (Error& e) {
         if (dynamic_cast<image::Interrupted*>(&e) == nullptr)
             e.add_context(cat("can't pull ", what));
@@ -385,7 +364,7 @@ int pull(const cli::Parsed& p, const config::Config& cfg, const storage::Storage
         fetch.finish(m.layers);
         fetch_done();
     }
-    image::check_cancel(&interrupted);
+    image::check_cancel(&cli::interrupted);
     sink->commit();
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     log::verbose("unpacked ", stats.pump.entries, " entries, ", human_bytes(stats.pump.bytes), "; ",

@@ -198,15 +198,11 @@ fromhost_mpi_setup() {
 }
 
 # Through Slurm: the one-node cluster that stage.sh starts as root
-# (fixtures/slurm.bash, branch slurm) at $CH_TEST_ROOT/slurm; skipped where
-# there is none.
+# (fixtures/slurm.bash); need_slurm skips where there is none.
 @test "fromhost: the host's Open MPI copied in, through Slurm (srun --mpi=pmix)" {
-    local conf
-    conf=$(dirname "$ch_img")/slurm/slurm.conf
-    [[ -r $conf ]] || skip_env "no test Slurm cluster (stage.sh starts one as root)"
-    command -v srun >/dev/null || skip_env "srun not installed (Debian: slurm-client)"
+    need_slurm
     fromhost_mpi_setup
-    SLURM_CONF=$conf run timeout 300 srun --quiet --mpi=pmix -n 2 \
+    run timeout 300 srun --quiet --mpi=pmix -n 2 \
         "$ch_bin/ch-run" "$mimg" -- "$mpi/mpi_check"
     assert_status 0
     assert_output_has "mpi_check: 2 ranks, all ok"

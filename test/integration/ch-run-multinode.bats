@@ -114,17 +114,6 @@ vn_assert_clean() {
     fi
 }
 
-# assert_quiet: no line of the last `run` is a warning or an error (Open MPI
-# and PMIx print those and still exit 0).
-assert_quiet() {
-    local bad
-    bad=$(grep -iE 'warn|error|not found|denied' <<< "$output" || true)
-    if [[ -n $bad ]]; then
-        printf 'unexpected warnings or errors:\n%s\nfull output:\n%s\n' "$bad" "$output" >&2
-        return 1
-    fi
-}
-
 # ---- the virtual cluster itself ----------------------------------------------
 
 @test "vnodes: two nodes, each with its own hostname and namespaces" {

@@ -9,8 +9,7 @@ load common
 setup() {
     need_scope standard
     need_slurm
-    [[ -d $ch_img/mpi && -f $ch_img/mpi.sqfs ]] \
-        || skip_env "no MPI image (fixtures/mpi-image.sh needs mmdebstrap and Debian's mirror)"
+    need_mpi_image
     ch_mpi_dir=$ch_img/mpi
     ch_mpi_sqfs=$ch_img/mpi.sqfs
     # Test-private storage: its mnt/ is where SquashFS images are mounted.
@@ -33,17 +32,6 @@ need_join() {
 # no "job N queued and waiting for resources" when the previous test's job
 # is still completing (errors are still printed).
 srun_() { timeout 300 srun --quiet "$@"; }
-
-# assert_quiet: no line of the last `run` is a warning or a PMIx error
-# (Open MPI and PMIx print those and still exit 0).
-assert_quiet() {
-    local bad
-    bad=$(grep -iE 'warn|error|PMIX ERROR|not found|denied' <<<"$output" || true)
-    if [[ -n $bad ]]; then
-        printf 'unexpected warnings or errors:\n%s\nfull output:\n%s\n' "$bad" "$output" >&2
-        return 1
-    fi
-}
 
 # assert_mpi_ok N: the last `run` is mpi_check's output for N ranks, all ok.
 assert_mpi_ok() {

@@ -119,3 +119,20 @@ need_slurm() {
     command -v srun >/dev/null || skip_env "srun not installed (Debian: slurm-client)"
     export SLURM_CONF=$ch_slurm_conf
 }
+
+# assert_quiet: no line of the last `run` is a warning or a PMIx error
+# (Open MPI and PMIx print those and still exit 0).
+assert_quiet() {
+    local bad
+    bad=$(grep -iE 'warn|error|not found|denied' <<<"$output" || true)
+    if [[ -n $bad ]]; then
+        printf 'unexpected warnings or errors:\n%s\nfull output:\n%s\n' "$bad" "$output" >&2
+        return 1
+    fi
+}
+
+# need_mpi_image: skip unless stage.sh built the MPI image (both forms).
+need_mpi_image() {
+    [[ -d $ch_img/mpi && -f $ch_img/mpi.sqfs ]] \
+        || skip_env "no MPI image (fixtures/mpi-image.sh needs mmdebstrap and Debian's mirror)"
+}

@@ -8,8 +8,7 @@ load common
 setup() {
     need_scope standard
     need_slurm
-    [[ -d $ch_img/mpi && -f $ch_img/mpi.sqfs ]] \
-        || skip_env "no MPI image (fixtures/mpi-image.sh needs mmdebstrap and Debian's mirror)"
+    need_mpi_image
     ch_examples=$(dirname "$ch_img")/examples
     [[ -d $ch_examples ]] || skip_env "examples not staged (stage.sh copies them)"
     ch_mpi_dir=$ch_img/mpi
