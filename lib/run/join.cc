@@ -412,9 +412,14 @@ JoinGroup JoinGroup::arrive(const JoinSpec& spec, const fs::path& dir_path) {
                      sh->count, " (all peers need the same --join-ct)");
             const std::uint32_t n = sh->arrived.fetch_add(1) + 1;
             if (n > sh->count) {
+                // Complete already: its last peer is about to take the name
+                // away. Do it for them and start a new group, as a peer
+                // arriving a moment later would (an extra peer then times
+                // out waiting, whenever it came).
                 sh->arrived.fetch_sub(1);
-                fail(what, ": the group is full (", sh->count,
-                     " peers); more ch-run processes than --join-ct");
+                unlink_if_same(g.dir_.get(), name, st.st_dev, st.st_ino);
+                dir = std::move(g.dir_);
+                continue;
             }
             if (n == sh->count) // everyone is here: the name has done its job
                 unlink_if_same(g.dir_.get(), name, st.st_dev, st.st_ino);

@@ -252,7 +252,9 @@ join_layout() {
     run vn_srun "${vn_args[@]}" --label ch-run -v --join-ct=2 --join-timeout=2 "$vn_img/busybox.sqfs" -- /bin/true
     local n
     n=$(grep -cE '^ *[0-3]: ch-run(\[[0-9]+\])?: (warning: |error: )?join group slurm-[0-9]+\.[0-9]+: timed out after 2 s: 1 of 2 peers' <<< "$output" || true)
-    [[ $n -eq 2 ]] || { echo "expected one timeout on each node, got $n:" >&2; echo "$output" >&2; return 1; }
+    # On failure, the join and error lines first: CI shows only the start.
+    [[ $n -eq 2 ]] || { echo "expected one timeout on each node, got $n:" >&2
+                        grep -E 'join|error|warning' <<< "$output" >&2; echo "$output" >&2; return 1; }
     vn_assert_clean
 }
 

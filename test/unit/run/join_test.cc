@@ -267,6 +267,28 @@ TEST_SUITE("run/join") {
         first.publish_failed("test over");
     }
 
+    TEST_CASE("join: a peer that finds a complete group starts a new one") {
+        // The moment between the last peer's arrival and its removing the
+        // name, held open: a hard link keeps the complete object, and it is
+        // put back under the name after the last peer removed it.
+        test::TempDir dir;
+        const JoinSpec spec{"extra", 2, 1'000ms};
+        const fs::path named = dir.path() / join_object_name(::geteuid(), "extra");
+        JoinGroup a = JoinGroup::arrive(spec, dir.path());
+        REQUIRE(a.first());
+        REQUIRE(::link(named.c_str(), (dir.path() / "kept").c_str()) == 0);
+        JoinGroup b = JoinGroup::arrive(spec, dir.path());
+        REQUIRE_FALSE(b.first());
+        REQUIRE(::rename((dir.path() / "kept").c_str(), named.c_str()) == 0);
+        JoinGroup c = JoinGroup::arrive(spec, dir.path());
+        CHECK(c.first());
+        CHECK(c.arrived() == 1);
+        CHECK(b.arrived() == 2); // the complete group is untouched
+        c.publish_failed("test over");
+        a.publish_failed("test over");
+        CHECK(entries(dir.path()).empty());
+    }
+
     TEST_CASE("join: planted objects are refused, never followed") {
         test::TempDir dir;
         const std::string name = join_object_name(::geteuid(), "planted");
