@@ -35,13 +35,14 @@ bool read_exact(int fd, void* buf, std::size_t len, std::uint64_t off, std::uint
     return true;
 }
 
-// The file's first KiB is read once: it holds the header and, in the
-// libraries linkers write, the program headers. ch-run reads every injected
+// The file's first 4 KiB are read once: they hold the header and, in the
+// libraries linkers write, the program headers and often the soname.
+// ch-run reads every injected
 // library's headers at each start, so system calls count.
 struct Reader {
     int fd;
     std::uint64_t size;
-    char head[1024];
+    char head[4096];
     std::size_t head_len = 0;
 
     Reader(int f, std::uint64_t sz)

@@ -38,15 +38,14 @@ void put(std::string& d, std::size_t off, T v) {
     std::memcpy(d.data() + off, &v, sizeof v);
 }
 
-std::string cache_string(std::string_view d, std::size_t base, std::uint32_t off) {
+std::string_view cache_string(std::string_view d, std::size_t base, std::uint32_t off) {
     if (off >= d.size() - base)
         fail("string offset ", off, " outside the file");
     const std::size_t at = base + off;
     const void* nul = std::memchr(d.data() + at, '\0', d.size() - at);
     if (!nul)
         fail("string at offset ", off, " not terminated");
-    return std::string(d.data() + at,
-                       static_cast<std::size_t>(static_cast<const char*>(nul) - (d.data() + at)));
+    return d.substr(at, static_cast<std::size_t>(static_cast<const char*>(nul) - (d.data() + at)));
 }
 
 } // namespace
@@ -93,7 +92,7 @@ int ld_cache_cmp(std::string_view a, std::string_view b) {
     return j < b.size() ? -1 : 0;
 }
 
-std::vector<LdCacheEntry> parse_ld_cache(std::string_view d) {
+std::vector<LdCacheRef> parse_ld_cache_refs(std::string_view d) {
     if (d.size() > ld_cache_max_bytes)
         fail("larger than ", ld_cache_max_bytes, " bytes");
     std::size_t base = 0;
@@ -116,55 +115,76 @@ std::vector<LdCacheEntry> parse_ld_cache(std::string_view d) {
     const auto nlibs = get<std::uint32_t>(d, base + 20);
     if (nlibs > (d.size() - base - new_header_size) / new_entry_size)
         fail(nlibs, " entries don't fit in ", d.size(), " bytes");
-    std::vector<LdCacheEntry> out;
+    std::vector<LdCacheRef> out;
     out.reserve(nlibs);
     for (std::uint32_t i = 0; i < nlibs; i++) {
         const std::size_t at = base + new_header_size + i * new_entry_size;
-        LdCacheEntry e;
+        LdCacheRef e;
         e.flags = get<std::int32_t>(d, at);
         e.key = cache_string(d, base, get<std::uint32_t>(d, at + 4));
         e.value = cache_string(d, base, get<std::uint32_t>(d, at + 8));
         e.hwcap = get<std::uint64_t>(d, at + 16);
-        out.push_back(std::move(e));
+        out.push_back(e);
     }
     return out;
 }
 
-std::string make_ld_cache(std::vector<LdCacheEntry> entries) {
+std::vector<LdCacheEntry> parse_ld_cache(std::string_view d) {
+    std::vector<LdCacheEntry> out;
+    for (const auto& r : parse_ld_cache_refs(d))
+        out.push_back({std::string(r.key), std::string(r.value), r.flags, r.hwcap});
+    return out;
+}
+
+bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b) {
+    const int c = ld_cache_cmp(a.key, b.key);
+    if (c != 0)
+        return c > 0;
+    if (a.flags != b.flags)
+        return a.flags > b.flags;
+    return a.hwcap > b.hwcap;
+}
+
+std::string make_ld_cache_refs(std::vector<LdCacheRef> entries) {
     // Stable: of two equal entries the first given stays first, and is
     // the one the loader takes; the later duplicates are dropped.
-    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-        const int c = ld_cache_cmp(a.key, b.key);
-        if (c != 0)
-            return c > 0;
-        if (a.flags != b.flags)
-            return a.flags > b.flags;
-        return a.hwcap > b.hwcap;
-    });
+    if (!std::is_sorted(entries.begin(), entries.end(), ld_cache_before))
+        std::stable_sort(entries.begin(), entries.end(), ld_cache_before);
     entries.erase(std::unique(entries.begin(), entries.end(),
                               [](const auto& a, const auto& b) {
                                   return a.key == b.key && a.flags == b.flags && a.hwcap == b.hwcap;
                               }),
                   entries.end());
     const std::size_t strings_at = new_header_size + entries.size() * new_entry_size;
-    std::string strings;
+    std::size_t strings_size = 0;
+    for (const auto& e : entries)
+        strings_size += e.key.size() + e.value.size() + 2;
     std::string out(strings_at, '\0');
+    out.reserve(strings_at + strings_size);
     out.replace(0, new_magic.size(), new_magic);
     put<std::uint32_t>(out, 20, static_cast<std::uint32_t>(entries.size()));
+    put<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings_size));
     // glibc's cache_file_new_flags_endian_little (2) or _big (3).
     out[28] = std::endian::native == std::endian::little ? 2 : 3;
     for (std::size_t i = 0; i < entries.size(); i++) {
         const auto& e = entries[i];
         const std::size_t at = new_header_size + i * new_entry_size;
         put<std::int32_t>(out, at, e.flags);
-        put<std::uint32_t>(out, at + 4, static_cast<std::uint32_t>(strings_at + strings.size()));
-        strings.append(e.key).push_back('\0');
-        put<std::uint32_t>(out, at + 8, static_cast<std::uint32_t>(strings_at + strings.size()));
-        strings.append(e.value).push_back('\0');
+        put<std::uint32_t>(out, at + 4, static_cast<std::uint32_t>(out.size()));
+        out.append(e.key).push_back('\0');
+        put<std::uint32_t>(out, at + 8, static_cast<std::uint32_t>(out.size()));
+        out.append(e.value).push_back('\0');
         put<std::uint64_t>(out, at + 16, e.hwcap);
     }
-    put<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings.size()));
-    return out + strings;
+    return out;
+}
+
+std::string make_ld_cache(const std::vector<LdCacheEntry>& entries) {
+    std::vector<LdCacheRef> refs;
+    refs.reserve(entries.size());
+    for (const auto& e : entries)
+        refs.push_back({e.key, e.value, e.flags, e.hwcap});
+    return make_ld_cache_refs(std::move(refs));
 }
 
 namespace {

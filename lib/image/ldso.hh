@@ -26,14 +26,29 @@ struct LdCacheEntry {
     std::uint64_t hwcap = 0; // non-zero: an optimised variant (glibc-hwcaps)
 };
 
-// Throws Error "WHY" (the caller names the file) for anything that is not a
-// well-formed cache.
-std::vector<LdCacheEntry> parse_ld_cache(std::string_view data);
+// An entry whose strings live elsewhere: in the parsed cache's bytes, or in
+// LdCacheEntry values. ch-run merges a whole image cache at each start with
+// --inject, so it copies no strings.
+struct LdCacheRef {
+    std::string_view key, value;
+    std::int32_t flags = 0;
+    std::uint64_t hwcap = 0;
+};
 
-// A cache of the entries in the order the loader's binary search expects
-// (descending by ld_cache_cmp, then by flags and hwcap). Entries with the
-// same key and flags: the first given wins, so callers put theirs first.
-std::string make_ld_cache(std::vector<LdCacheEntry> entries);
+// Throws Error "WHY" (the caller names the file) for anything that is not a
+// well-formed cache. The refs point into data.
+std::vector<LdCacheEntry> parse_ld_cache(std::string_view data);
+std::vector<LdCacheRef> parse_ld_cache_refs(std::string_view data);
+
+// The loader's order: descending by ld_cache_cmp, then by flags and hwcap.
+bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b);
+
+// A cache of the entries in the order the loader's binary search expects.
+// Entries with the same key, flags and hwcap: the first given wins, so
+// callers put theirs first. Entries already in order (a cache ldconfig
+// wrote) cost one comparison each.
+std::string make_ld_cache_refs(std::vector<LdCacheRef> entries);
+std::string make_ld_cache(const std::vector<LdCacheEntry>& entries);
 
 // glibc's order of library names: digit runs compare as numbers, and a digit
 // sorts after any other character. <0, 0, >0 like strcmp.

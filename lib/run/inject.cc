@@ -1,10 +1,12 @@
 // inject.cc: see inject.hh.
 #include "run/inject.hh"
 
+#include <climits>
 #include <map>
 #include <set>
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include "image/elf.hh"
 #include "util/config.hh"
@@ -92,28 +94,51 @@ std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std:
 Injection group_libraries(const std::vector<Bind>& binds) {
     Injection inj;
     std::map<std::string, std::string> dirs; // host directory -> its mount point
+    std::map<std::string, Fd> parents;       // each source's directory, opened once
     std::vector<Bind> rest;
     for (const auto& b : binds) {
+        // ch-run does this for every library at every start: a directory is
+        // walked once, and O_NOFOLLOW says whether the name is the file itself
+        // (then its directory is the one to bind), with no look into /proc
+        // unless it is a link.
+        const std::string parent = b.src.parent_path().string();
+        auto [p, p_fresh] = parents.try_emplace(parent);
+        if (p_fresh)
+            p->second = try_open_at(AT_FDCWD, parent, O_PATH | O_DIRECTORY);
+        const std::string base = b.src.filename().string();
+        constexpr int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY;
+        bool linked = false;
+        Fd fd;
+        if (p->second && !base.empty()) {
+            fd = try_open_at(p->second.get(), base, flags | O_NOFOLLOW);
+            if (!fd && errno == ELOOP) {
+                linked = true;
+                fd = try_open_at(p->second.get(), base, flags);
+            }
+        }
         // Missing sources are the bind step's to report, with its wording.
-        const Fd fd = try_open_at(AT_FDCWD, b.src, O_RDONLY | O_NONBLOCK | O_NOCTTY);
         const auto elf = fd ? image::read_elf(fd.get(), b.src.string()) : std::nullopt;
         if (!elf || !elf->shared || !elf->soname) {
             rest.push_back(b);
             continue;
         }
-        const std::int32_t flags = image::ld_cache_flags(*elf);
+        const std::int32_t cache_flags = image::ld_cache_flags(*elf);
         if (b.dst != b.src) { // a target of its own: bound there, alone
-            inj.libs.push_back({*elf->soname, b.dst.string(), flags, 0});
+            inj.libs.push_back({*elf->soname, b.dst.string(), cache_flags, 0});
             rest.push_back(b);
             continue;
         }
-        // The file itself, not a link to it: the link's target could be
-        // outside the directory bound.
-        std::error_code ec;
-        const fs::path real = fs::read_symlink(fd.proc_path(), ec); // one call, not one a component
-        if (ec || !real.is_absolute()) {
-            rest.push_back(b);
-            continue;
+        // A link's target could be outside the directory bound: then the
+        // file itself, by the name the kernel has for it.
+        fs::path real = b.src;
+        if (linked) {
+            char buf[PATH_MAX];
+            const ssize_t n = ::readlink(fd.proc_path().c_str(), buf, sizeof buf);
+            if (n <= 0 || n >= static_cast<ssize_t>(sizeof buf) || buf[0] != '/') {
+                rest.push_back(b);
+                continue;
+            }
+            real = std::string(buf, static_cast<std::size_t>(n));
         }
         auto [at, fresh] = dirs.emplace(real.parent_path().string(), "");
         if (fresh) {
@@ -122,7 +147,7 @@ Injection group_libraries(const std::vector<Bind>& binds) {
             inj.upper_paths.push_back(at->second.substr(1) + "/");
         }
         inj.libs.push_back(
-            {*elf->soname, cat(at->second, "/", real.filename().string()), flags, 0});
+            {*elf->soname, cat(at->second, "/", real.filename().string()), cache_flags, 0});
     }
     if (!inj.libs.empty())
         inj.upper_paths.push_back("etc/ld.so.cache");

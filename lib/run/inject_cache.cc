@@ -1,6 +1,8 @@
 // inject_cache.cc: the generated ld.so.cache of inject.hh. Apart from
 // inject.cc, so that what apply.cc needs does not pull in the configuration
 // loader (and yaml-cpp) for ch-checkns.
+#include <algorithm>
+#include <iterator>
 #include <set>
 
 #include <fcntl.h>
@@ -15,21 +17,32 @@ namespace ch::run {
 
 std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
                             const std::optional<std::string>& image_cache) {
-    std::vector<image::LdCacheEntry> all = libs;
+    // At every start with --inject: no string is copied, and the image's
+    // entries, in order already when ldconfig wrote them, are merged with
+    // ours rather than sorted again.
+    std::vector<image::LdCacheRef> ours;
+    ours.reserve(libs.size());
+    for (const auto& l : libs)
+        ours.push_back({l.key, l.value, l.flags, l.hwcap});
+    std::stable_sort(ours.begin(), ours.end(), image::ld_cache_before);
+    std::vector<image::LdCacheRef> theirs;
     if (image_cache) {
         try {
-            std::set<std::string> ours;
-            for (const auto& l : libs)
-                ours.insert(l.key);
-            for (auto& e : image::parse_ld_cache(*image_cache))
-                if (e.hwcap == 0 && !ours.count(e.key))
-                    all.push_back(std::move(e));
+            theirs = image::parse_ld_cache_refs(*image_cache);
         } catch (const Error& e) {
             log::warning("ignoring the image's /etc/ld.so.cache: ", e.what(),
                          " (only injected libraries are in the generated one)");
         }
     }
-    return image::make_ld_cache(std::move(all));
+    std::set<std::string_view> names;
+    for (const auto& l : ours)
+        names.insert(l.key);
+    std::erase_if(theirs, [&](const auto& e) { return e.hwcap != 0 || names.count(e.key) != 0; });
+    std::vector<image::LdCacheRef> all;
+    all.reserve(ours.size() + theirs.size());
+    std::merge(ours.begin(), ours.end(), theirs.begin(), theirs.end(), std::back_inserter(all),
+               image::ld_cache_before);
+    return image::make_ld_cache_refs(std::move(all));
 }
 
 void prepare_upper(int lowerfd, int upperfd, const std::string& path) {
