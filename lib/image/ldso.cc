@@ -50,10 +50,14 @@ std::string_view cache_string(std::string_view d, std::size_t base, std::uint32_
 
 } // namespace
 
-int ld_cache_cmp(std::string_view a, std::string_view b) {
-    auto digit = [](char c) {
-        return c >= '0' && c <= '9';
-    };
+namespace {
+
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+int ld_cache_cmp_from(std::string_view a, std::string_view b) {
+    const auto digit = is_digit;
     std::size_t i = 0, j = 0;
     while (i < a.size()) {
         if (j >= b.size())
@@ -90,6 +94,21 @@ int ld_cache_cmp(std::string_view a, std::string_view b) {
         }
     }
     return j < b.size() ? -1 : 0;
+}
+
+} // namespace
+
+int ld_cache_cmp(std::string_view a, std::string_view b) {
+    // Equal bytes compare equal in the loader's order too, so skip the
+    // common prefix, back to the start of a digit run it ends in (a number
+    // compares whole). Most names differ early, in a letter.
+    std::size_t k = 0;
+    const std::size_t n = std::min(a.size(), b.size());
+    while (k < n && a[k] == b[k])
+        k++;
+    while (k > 0 && is_digit(a[k - 1]))
+        k--;
+    return ld_cache_cmp_from(a.substr(k), b.substr(k));
 }
 
 std::vector<LdCacheRef> parse_ld_cache_refs(std::string_view d) {

@@ -103,7 +103,11 @@ Fd open_dir_at(const Fd& dir, const char* name) {
 //
 // Not MS_REC: the scratch tmpfs is itself mounted on the image directory, and
 // a recursive bind would carry it along on top of the new root.
-Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
+//
+// --inject's ld.so.cache is written into the upper layer here, before the
+// overlay exists, when the image's /etc allows (ld_cache_written): it then
+// hides the image's own with no bind and no copy-up.
+Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch, bool& ld_cache_written) {
     const Fd mp = open_dir_at(scratch, "root");
     if (!plan.overlay_size) {
         bind_mount(image_fd.proc_path(), mp.proc_path(), plan.image.string(), "the new root", 0);
@@ -117,6 +121,9 @@ Fd mount_root(const Plan& plan, const Fd& image_fd, const Fd& scratch) {
         const Fd work = open_dir_at(scratch, "work");
         for (const auto& path : plan.upper_paths)
             prepare_upper(lower.get(), upper.get(), path);
+        for (const auto& step : plan.steps)
+            if (const auto* c = std::get_if<WriteLdCache>(&step))
+                ld_cache_written = write_upper_ld_cache(lower.get(), upper.get(), c->libs);
         // userxattr: unprivileged overlayfs keeps its metadata in user.*
         // xattrs (Linux 5.11). No "volatile": it saves nothing on a tmpfs
         // upper layer and turns ENOSPC into EIO. Paths go through
@@ -195,9 +202,10 @@ std::optional<Fd> find_dst(const Fd& root, const fs::path& dst, Need need, bool 
 // Carries out one step of the plan; std::visit needs every kind handled here.
 class StepRunner {
 public:
-    StepRunner(const Fd& root, const Fd& scratch)
+    StepRunner(const Fd& root, const Fd& scratch, bool ld_cache_written)
         : root_(root)
-        , scratch_(scratch) {}
+        , scratch_(scratch)
+        , ld_cache_written_(ld_cache_written) {}
 
     void operator()(const WriteFile& w) {
         const std::string what = cat("can't bind a generated file to ", w.dst.string());
@@ -216,6 +224,10 @@ public:
     }
 
     void operator()(const WriteLdCache& c) {
+        if (ld_cache_written_) {
+            log::verbose("write /etc/ld.so.cache (in the writable layer)");
+            return;
+        }
         auto image_cache = read_image_ld_cache(root_.get());
         unlink_ld_cache_symlink(root_.get());
         (*this)(
@@ -268,6 +280,7 @@ public:
 private:
     const Fd& root_;
     const Fd& scratch_;
+    bool ld_cache_written_ = false;
     int serial_ = 0; // names of generated files in scratch/files
 };
 
@@ -374,8 +387,9 @@ void apply(const Plan& plan, const FuseHandOver& hand_over) {
     const Fd image_fd = plan.squash ? mount_squash(*plan.squash, plan.uid, plan.gid, hand_over)
                                     : open_at(AT_FDCWD, plan.image, O_PATH | O_DIRECTORY);
     const Fd scratch = mount_scratch(plan, image_fd);
-    const Fd root = mount_root(plan, image_fd, scratch);
-    StepRunner run_step(root, scratch);
+    bool ld_cache_written = false;
+    const Fd root = mount_root(plan, image_fd, scratch, ld_cache_written);
+    StepRunner run_step(root, scratch, ld_cache_written);
     for (const auto& step : plan.steps)
         std::visit(run_step, step);
     pivot_into(root);

@@ -65,6 +65,12 @@ void unlink_ld_cache_symlink(int rootfd);
 // the upper layer would hide.
 void prepare_upper(int lowerfd, int upperfd, const std::string& path);
 
+// --inject's cache (merged_ld_cache of the image's at lowerfd) written as
+// etc/ld.so.cache in the overlay's upper layer before the overlay is
+// mounted, so that it hides the image's file, or symlink, there. False, with
+// nothing written, when the image's /etc is not a directory.
+bool write_upper_ld_cache(int lowerfd, int upperfd, const std::vector<image::LdCacheEntry>& libs);
+
 // The image's /etc/ld.so.cache under rootfd, read within the root; nullopt
 // when it is missing or not a regular file.
 std::optional<std::string> read_image_ld_cache(int rootfd);

@@ -78,6 +78,25 @@ void prepare_upper(int lowerfd, int upperfd, const std::string& path) {
     }
 }
 
+bool write_upper_ld_cache(int lowerfd, int upperfd, const std::vector<image::LdCacheEntry>& libs) {
+    struct stat etc {};
+
+    const bool has_etc = ::fstatat(lowerfd, "etc", &etc, AT_SYMLINK_NOFOLLOW) == 0;
+    if (has_etc && !S_ISDIR(etc.st_mode))
+        return false;
+    const std::string cache = merged_ld_cache(libs, read_image_ld_cache(lowerfd));
+    // The upper directory's mode is what the container sees for /etc.
+    if (::mkdirat(upperfd, "etc", 0755) != 0 && errno != EEXIST)
+        throw_errno("can't create /etc in the writable layer");
+    if (has_etc && ::fchmodat(upperfd, "etc", etc.st_mode & 07777, 0) != 0)
+        throw_errno("can't set the mode of /etc in the writable layer");
+    const Fd dir = open_at(upperfd, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    const Fd out =
+        open_at(dir.get(), "ld.so.cache", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
+    write_all(out.get(), cache, "/etc/ld.so.cache in the writable layer");
+    return true;
+}
+
 void unlink_ld_cache_symlink(int rootfd) {
     const Fd etc = resolve_in_root(rootfd, "/etc");
     if (!etc)

@@ -55,9 +55,11 @@ struct WriteFile {
 // under one of them. So every WriteFile comes before this step.
 struct SealScratch {};
 
-// --inject's /etc/ld.so.cache: the image's entries with libs in their place,
-// generated when the step runs (it reads the image through the new root) and
-// bound as a WriteFile is; so it too comes before SealScratch.
+// --inject's /etc/ld.so.cache: the image's entries with libs in their place.
+// apply writes it into the -W overlay's upper layer before mounting the
+// overlay when the image's /etc is a directory; otherwise it is generated
+// when the step runs (reading the image through the new root) and bound as a
+// WriteFile is, so it too comes before SealScratch.
 struct WriteLdCache {
     std::vector<image::LdCacheEntry> libs; // soname -> path in the container
 };

@@ -160,6 +160,33 @@ TEST_CASE("merged_ld_cache: injected first, image's hwcaps variants and same nam
           1);
 }
 
+TEST_CASE("write_upper_ld_cache: the merged cache in the upper layer, /etc's mode kept") {
+    TempDir t;
+    fs::create_directories(t / "lower/etc");
+    fs::permissions(t / "lower/etc", fs::perms(0750));
+    spit(t / "lower/etc/ld.so.cache",
+         image::make_ld_cache({{"libr.so.2", "/usr/lib/libr.so.2", 0x0303, 0}}));
+    fs::create_directories(t / "upper");
+    const Fd lower = open_at(AT_FDCWD, t / "lower", O_PATH | O_DIRECTORY);
+    const Fd upper = open_at(AT_FDCWD, t / "upper", O_PATH | O_DIRECTORY);
+    REQUIRE(write_upper_ld_cache(lower.get(), upper.get(),
+                                 {{"libq.so.1", "/ch/inject/0/libq.so.1", 0x0303, 0}}));
+    CHECK((fs::status(t / "upper/etc").permissions() & fs::perms::all) == fs::perms(0750));
+    const auto out = image::parse_ld_cache(read_file(t / "upper/etc/ld.so.cache"));
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].key == "libr.so.2");
+    CHECK(out[1].value == "/ch/inject/0/libq.so.1");
+    // The image's /etc a symlink: nothing written (the plan's step binds it).
+    TempDir u;
+    fs::create_directories(u / "lower/elsewhere");
+    fs::create_symlink("elsewhere", u / "lower/etc");
+    fs::create_directories(u / "upper");
+    const Fd lower2 = open_at(AT_FDCWD, u / "lower", O_PATH | O_DIRECTORY);
+    const Fd upper2 = open_at(AT_FDCWD, u / "upper", O_PATH | O_DIRECTORY);
+    CHECK_FALSE(write_upper_ld_cache(lower2.get(), upper2.get(), {{"libq.so.1", "/q", 3, 0}}));
+    CHECK(fs::is_empty(u / "upper"));
+}
+
 TEST_CASE("prepare_upper: made in the upper layer, never over a non-directory of the image") {
     TempDir t;
     fs::create_directories(t / "lower/etc");
