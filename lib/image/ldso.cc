@@ -178,8 +178,9 @@ std::string make_ld_cache_refs(std::vector<LdCacheRef> entries) {
     std::size_t strings_size = 0;
     for (const auto& e : entries)
         strings_size += e.key.size() + e.value.size() + 2;
-    std::string out(strings_at, '\0');
-    out.reserve(strings_at + strings_size);
+    std::string out;
+    out.reserve(strings_at + strings_size); // one allocation, filled in place
+    out.resize(strings_at);
     out.replace(0, new_magic.size(), new_magic);
     put<std::uint32_t>(out, 20, static_cast<std::uint32_t>(entries.size()));
     put<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings_size));

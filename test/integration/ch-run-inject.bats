@@ -44,8 +44,7 @@ image_state() {
 }
 
 @test "inject: the image lacks the library until it is injected" {
-    run ch-run "$d/img" -- "$d/host/bin/chinj-prog"
-    assert_status 127
+    run -127 ch-run "$d/img" -- "$d/host/bin/chinj-prog"
     assert_output_has "libchinj.so.1: cannot open shared object file"
 }
 
@@ -162,8 +161,7 @@ inject_mpi_setup() {
 
 @test "inject: the host's Open MPI into an image without it, run under the host's mpirun" {
     inject_mpi_setup
-    run ch-run "$img" -- "$mpi/mpi_check"
-    assert_status 127
+    run -127 ch-run "$img" -- "$mpi/mpi_check"
     assert_output_has "libmpi.so.40: cannot open shared object file"
     local root_ok=()
     as_root && root_ok=(--allow-run-as-root)

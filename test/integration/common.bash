@@ -7,6 +7,9 @@
 #   CH_TEST_MUST_WORK=1 (in CI) turns every environment skip into a failure.
 # Shared variables are ch_-prefixed (Charliecloud's bats habit).
 
+# `run -N CMD` (an expected exit status) needs it said.
+bats_require_minimum_version 1.5.0
+
 ch_bin=${CH_TEST_BIN:?CH_TEST_BIN not set: run through test/check.sh}
 ch_img=${CH_TEST_IMG:?CH_TEST_IMG not set: run through test/check.sh}
 ch_busybox=$ch_img/busybox
