@@ -259,6 +259,8 @@ SquashSink::SquashSink(const fs::path& dest, const SquashOptions& opts)
     sqfs_compressor_config_t cfg{};
     int r = sqfs_compressor_config_init(&cfg, static_cast<SQFS_COMPRESSOR>(comp_), block_size_, 0);
     check(r, "compressor settings");
+    if (comp_ == SQFS_COMP_GZIP)
+        cfg.level = squash_gzip_write_level;
     check(make_compressor(cfg, cmp_), "compressor");
     // A decompressor lets the processor compare a fragment with its possible
     // duplicate byte for byte instead of trusting a 32-bit hash.
