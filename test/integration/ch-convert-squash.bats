@@ -103,6 +103,9 @@ EOF
     run superblock default.sqfs
     assert_line_is 0 'Compression gzip'
     assert_line_is 1 'Block size 131072'
+    # libdeflate's level 7, recorded as mksquashfs records a level (man page)
+    run unsquashfs -s default.sqfs
+    assert_output_has 'compression-level 7'
     run ch-convert --squash-comp=zstd --squash-block-size=32K ./in eq.sqfs
     assert_status 0
     run superblock eq.sqfs
