@@ -164,39 +164,59 @@ bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b) {
     return a.hwcap > b.hwcap;
 }
 
-std::string make_ld_cache_refs(std::vector<LdCacheRef> entries) {
-    // Stable: of two equal entries the first given stays first, and is
-    // the one the loader takes; the later duplicates are dropped.
-    if (!std::is_sorted(entries.begin(), entries.end(), ld_cache_before))
-        std::stable_sort(entries.begin(), entries.end(), ld_cache_before);
-    entries.erase(std::unique(entries.begin(), entries.end(),
-                              [](const auto& a, const auto& b) {
-                                  return a.key == b.key && a.flags == b.flags && a.hwcap == b.hwcap;
-                              }),
-                  entries.end());
-    const std::size_t strings_at = new_header_size + entries.size() * new_entry_size;
-    std::size_t strings_size = 0;
-    for (const auto& e : entries)
+std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a,
+                                 const std::vector<LdCacheRef>& b) {
+    // Twice through the merge, without a merged copy: once to size the
+    // file, once to fill it (ch-run does this at every --inject start).
+    const auto walk = [&](auto&& emit) {
+        const LdCacheRef* last = nullptr;
+        const auto put = [&](const LdCacheRef& e) {
+            // Of equal entries the first given is the one the loader takes;
+            // the later ones are dropped.
+            if (last && last->key == e.key && last->flags == e.flags && last->hwcap == e.hwcap)
+                return;
+            emit(e);
+            last = &e;
+        };
+        std::size_t i = 0, j = 0;
+        while (i < a.size() || j < b.size())
+            if (j == b.size() || (i < a.size() && !ld_cache_before(b[j], a[i])))
+                put(a[i++]);
+            else
+                put(b[j++]);
+    };
+    std::size_t n = 0, strings_size = 0;
+    walk([&](const LdCacheRef& e) {
+        n++;
         strings_size += e.key.size() + e.value.size() + 2;
+    });
+    const std::size_t strings_at = new_header_size + n * new_entry_size;
     std::string out;
     out.reserve(strings_at + strings_size); // one allocation, filled in place
     out.resize(strings_at);
     out.replace(0, new_magic.size(), new_magic);
-    put<std::uint32_t>(out, 20, static_cast<std::uint32_t>(entries.size()));
+    put<std::uint32_t>(out, 20, static_cast<std::uint32_t>(n));
     put<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings_size));
     // glibc's cache_file_new_flags_endian_little (2) or _big (3).
     out[28] = std::endian::native == std::endian::little ? 2 : 3;
-    for (std::size_t i = 0; i < entries.size(); i++) {
-        const auto& e = entries[i];
-        const std::size_t at = new_header_size + i * new_entry_size;
+    std::size_t at = new_header_size;
+    walk([&](const LdCacheRef& e) {
         put<std::int32_t>(out, at, e.flags);
         put<std::uint32_t>(out, at + 4, static_cast<std::uint32_t>(out.size()));
         out.append(e.key).push_back('\0');
         put<std::uint32_t>(out, at + 8, static_cast<std::uint32_t>(out.size()));
         out.append(e.value).push_back('\0');
         put<std::uint64_t>(out, at + 16, e.hwcap);
-    }
+        at += new_entry_size;
+    });
     return out;
+}
+
+std::string make_ld_cache_refs(std::vector<LdCacheRef> entries) {
+    // Stable: of two equal entries the first given stays first.
+    if (!std::is_sorted(entries.begin(), entries.end(), ld_cache_before))
+        std::stable_sort(entries.begin(), entries.end(), ld_cache_before);
+    return make_ld_cache_merged(entries, {});
 }
 
 std::string make_ld_cache(const std::vector<LdCacheEntry>& entries) {

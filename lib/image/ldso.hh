@@ -48,6 +48,10 @@ bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b);
 // callers put theirs first. Entries already in order (a cache ldconfig
 // wrote) cost one comparison each.
 std::string make_ld_cache_refs(std::vector<LdCacheRef> entries);
+// The same for two lists already in the loader's order, merged (of equal
+// entries, a's first), with no merged copy made.
+std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a,
+                                 const std::vector<LdCacheRef>& b);
 std::string make_ld_cache(const std::vector<LdCacheEntry>& entries);
 
 // glibc's order of library names: digit runs compare as numbers, and a digit

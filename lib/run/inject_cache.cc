@@ -2,7 +2,6 @@
 // inject.cc, so that what apply.cc needs does not pull in the configuration
 // loader (and yaml-cpp) for ch-checkns.
 #include <algorithm>
-#include <iterator>
 #include <set>
 
 #include <fcntl.h>
@@ -38,11 +37,9 @@ std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
     for (const auto& l : ours)
         names.insert(l.key);
     std::erase_if(theirs, [&](const auto& e) { return e.hwcap != 0 || names.count(e.key) != 0; });
-    std::vector<image::LdCacheRef> all;
-    all.reserve(ours.size() + theirs.size());
-    std::merge(ours.begin(), ours.end(), theirs.begin(), theirs.end(), std::back_inserter(all),
-               image::ld_cache_before);
-    return image::make_ld_cache_refs(std::move(all));
+    if (!std::is_sorted(theirs.begin(), theirs.end(), image::ld_cache_before))
+        std::stable_sort(theirs.begin(), theirs.end(), image::ld_cache_before);
+    return image::make_ld_cache_merged(ours, theirs);
 }
 
 void prepare_upper(int lowerfd, int upperfd, const std::string& path) {

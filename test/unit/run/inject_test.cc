@@ -1,6 +1,8 @@
 // inject_test.cc: --inject's pieces: the sets from the configuration, the
 // libraries grouped by directory, the plan, the merged cache, and what is
 // made in the overlay's upper layer.
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -152,6 +154,18 @@ TEST_CASE("merged_ld_cache: injected first, image's hwcaps variants and same nam
     CHECK(out[0].key == "libr.so.2"); // the loader's order: descending
     CHECK(out[1].key == "libq.so.1");
     CHECK(out[1].value == "/ch/inject/0/libq.so.1");
+    // An image cache out of the loader's order (ldconfig never writes one):
+    // sorted before the merge.
+    std::string swapped = image::make_ld_cache(
+        {{"liba.so.1", "/a/liba.so.1", 0x0303, 0}, {"libz.so.1", "/z/libz.so.1", 0x0303, 0}});
+    std::swap_ranges(swapped.begin() + 48, swapped.begin() + 72, swapped.begin() + 72);
+    REQUIRE(image::parse_ld_cache(swapped)[0].key == "liba.so.1");
+    const auto sorted =
+        image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 0x0303, 0}}, swapped));
+    REQUIRE(sorted.size() == 3);
+    CHECK(sorted[0].key == "libz.so.1");
+    CHECK(sorted[1].key == "libq.so.1");
+    CHECK(sorted[2].key == "liba.so.1");
     // No image cache, or garbage: the injected ones alone.
     CHECK(
         image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 3, 0}}, std::nullopt)).size() ==
