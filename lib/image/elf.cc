@@ -36,9 +36,9 @@ bool read_exact(int fd, void* buf, std::size_t len, std::uint64_t off, std::uint
 }
 
 // The file's first 4 KiB are read once: they hold the header and, in the
-// libraries linkers write, the program headers and often the soname.
-// ch-run reads every injected
-// library's headers at each start, so system calls count.
+// libraries linkers write, the program headers and often the soname. ch-run
+// reads every injected library's headers at each start, so system calls
+// count.
 struct Reader {
     int fd;
     std::uint64_t size;
