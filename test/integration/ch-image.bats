@@ -280,6 +280,36 @@ assert len(m["digests"]["layers"]) == 1, m
     check_clean "$(stored x)"
 }
 
+# planted_refused DIR OWNER: every command refuses storage DIR, which OWNER
+# owns, with exit 31, and leaves it as it was.
+planted_refused() {
+    local st=$1 owner=$2 before args
+    before=$(find "$st" -printf '%p %u %m %s\n' 2>/dev/null | sort)
+    for args in list "inspect x" "delete x" reset "pull $reg_tls/img/onelayer y"; do
+        # shellcheck disable=SC2086 # the words of args are meant
+        run ch-image -s "$st" $args
+        assert_status 31
+        assert_output_has "ch-image: can't use storage directory $st: it is owned by $owner"
+    done
+    [[ $(find "$st" -printf '%p %u %m %s\n' 2>/dev/null | sort) == "$before" ]]
+}
+
+@test "storage another user planted (under /tmp, say) is refused by every command, untouched" {
+    only_root
+    local st=$BATS_TEST_TMPDIR/planted u=${CH_TEST_USER:-chtest}
+    mkdir -p "$st/img/x/bin" "$st/dlcache"
+    echo planted > "$st/img/x/bin/sh"
+    chown -R "$u" "$st"
+    planted_refused "$st" "$u"
+}
+
+@test "storage root made for the user is refused too" {
+    only_user
+    local st=${ch_img%/img}   # the staging area: root's, holding img/
+    [[ $(stat -c %u "$st") -eq 0 ]] || skip_env "no root-owned staging area"
+    planted_refused "$st" root
+}
+
 @test "reset empties storage that is ours; refuses what doesn't look like storage" {
     run ch-image pull "$reg_tls/img/onelayer" one
     assert_status 0
