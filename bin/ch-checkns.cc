@@ -30,15 +30,8 @@ int main(int argc, char** argv) {
     return cli::guarded_main("ch-checkns", [&]() -> int {
         refuse_setuid();
         const cli::Parsed p = cli::parse(spec, argc, argv);
-        log::init("ch-checkns", p.count("verbose"));
-        if (p.has("help")) {
-            std::cout << cli::help_text(spec);
+        if (cli::answered_common("ch-checkns", spec, p))
             return 0;
-        }
-        if (p.has("version")) {
-            std::cerr << CH_VERSION << "\n";
-            return 0;
-        }
         if (!p.positional.empty())
             throw UsageError("ch-checkns takes no arguments");
         int failed = 0;

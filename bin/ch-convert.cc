@@ -135,18 +135,8 @@ image::ConvertRequest to_request(const cli::Parsed& p) {
 int main(int argc, char** argv) {
     return cli::guarded_main("ch-convert", [&]() -> int {
         const cli::Parsed p = cli::parse(spec, argc, argv);
-        const int verbosity = p.count("verbose") - p.count("quiet");
-        if (p.count("verbose") > 0 && p.count("quiet") > 0)
-            throw UsageError("-q and -v are incompatible");
-        log::init("ch-convert", verbosity);
-        if (p.has("help")) {
-            std::cout << cli::help_text(spec);
+        if (cli::answered_common("ch-convert", spec, p))
             return 0;
-        }
-        if (p.has("version")) {
-            std::cerr << CH_VERSION << "\n"; // Charliecloud prints the version to stderr
-            return 0;
-        }
         const image::ConvertPlan plan = image::plan_convert(to_request(p));
         if (p.has("dry-run")) {
             std::cout << image::describe(plan) << "\n";

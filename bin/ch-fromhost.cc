@@ -60,19 +60,8 @@ int main(int argc, char** argv) {
     return cli::guarded_main("ch-fromhost", [&]() -> int {
         refuse_setuid();
         const cli::Parsed p = cli::parse(spec, argc, argv);
-        const int verbose = p.count("verbose");
-        const int quiet = p.count("quiet");
-        if (verbose > 0 && quiet > 0)
-            throw UsageError("-q and -v are incompatible");
-        log::init("ch-fromhost", verbose - quiet);
-        if (p.has("help")) {
-            std::cout << cli::help_text(spec);
+        if (cli::answered_common("ch-fromhost", spec, p))
             return 0;
-        }
-        if (p.has("version")) {
-            std::cerr << CH_VERSION << "\n";
-            return 0;
-        }
         if (p.positional.size() != 1)
             throw UsageError(p.positional.empty() ? "no IMAGE given" : "more than one IMAGE given");
 
@@ -123,7 +112,7 @@ int main(int argc, char** argv) {
                          lib_dir, " but not in its ld.so.cache");
             return 0;
         }
-        fromhost::run_ldconfig(ch_run_path(), img.path, *ldconfig, verbose);
+        fromhost::run_ldconfig(ch_run_path(), img.path, *ldconfig, p.count("verbose"));
         return 0;
     });
 }

@@ -378,17 +378,8 @@ int main(int argc, char** argv) {
             spec = command_spec(*c);
             p = merge(std::move(p), cli::parse(spec, argc - ci, argv + ci));
         }
-        if (p.count("verbose") > 0 && p.count("quiet") > 0)
-            throw UsageError("-q and -v are incompatible");
-        log::init("ch-image", p.count("verbose") - p.count("quiet"));
-        if (p.has("help")) {
-            std::cout << cli::help_text(spec);
+        if (cli::answered_common("ch-image", spec, p))
             return 0;
-        }
-        if (p.has("version")) {
-            std::cerr << CH_VERSION << "\n";
-            return 0;
-        }
         if (c == nullptr)
             throw UsageError("no command given");
         return run_command(*c, p);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "util/error.hh"
 #include "util/log.hh"
 
@@ -137,6 +138,23 @@ Parsed parse(const Spec& spec, int argc, const char* const* argv) {
 
     p.positional = std::move(n.positional);
     return p;
+}
+
+bool answered_common(const std::string& program, const Spec& spec, const Parsed& p) {
+    const int verbose = p.count("verbose");
+    const int quiet = p.count("quiet");
+    if (verbose > 0 && quiet > 0)
+        throw UsageError("-q and -v are incompatible");
+    log::init(program, verbose - quiet);
+    if (p.has("help")) {
+        std::fputs(help_text(spec).c_str(), stdout);
+        return true;
+    }
+    if (p.has("version")) {
+        std::fputs(CH_VERSION "\n", stderr);
+        return true;
+    }
+    return false;
 }
 
 std::string help_text(const Spec& spec) {

@@ -73,6 +73,12 @@ Parsed parse(const Spec& spec, int argc, const char* const* argv);
 
 std::string help_text(const Spec& spec);
 
+// The start the tools share: -v and -q counted into log::init (both given is
+// a UsageError), then --help (to stdout) or --version (to stderr, where
+// Charliecloud prints it). True when one of those was answered and the tool
+// exits 0.
+bool answered_common(const std::string& program, const Spec& spec, const Parsed& p);
+
 // Long work that stages its output (ch-convert, ch-image pull) polls this
 // flag: from catch_interrupts() on, SIGINT, SIGTERM and SIGHUP set it, and
 // the work ends through an exception, so the staging is removed on the way
