@@ -136,3 +136,21 @@ TEST_SUITE("util/fd") {
                              "can't open /nonexistent/x: No such file or directory", ch::SysError);
     }
 }
+
+TEST_CASE("fd: read_all: a file's size is only a hint, the limit is what counts") {
+    TempTree t;
+    const fs::path f = t.outside / "data";
+    std::ofstream(f) << std::string(20000, 'a');
+    {
+        const Fd fd(::open(f.c_str(), O_RDONLY | O_CLOEXEC));
+        CHECK(ch::read_all(fd.get(), "data", 20000) == std::string(20000, 'a'));
+    }
+    {
+        const Fd fd(::open(f.c_str(), O_RDONLY | O_CLOEXEC));
+        CHECK_THROWS_WITH(ch::read_all(fd.get(), "data", 19999),
+                          doctest::Contains("more than the 19999 bytes allowed"));
+    }
+    // /proc files say size 0 and have content: read to the end all the same.
+    const Fd status(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+    CHECK(ch::read_all(status.get(), "status", 1 << 20).find("Name:") == 0);
+}
