@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/error.hh"
+#include "util/strings.hh"
 
 namespace ch::image {
 
@@ -19,7 +20,8 @@ namespace {
 
 constexpr std::size_t max_dynamic = 1 << 20; // bytes of PT_DYNAMIC read
 constexpr std::size_t max_phdrs = 4096;
-constexpr std::size_t max_soname = 4096;
+constexpr std::size_t max_soname = 4096; // bytes of any string read
+constexpr std::size_t max_needed = 256;  // DT_NEEDED entries kept
 
 bool read_exact(int fd, void* buf, std::size_t len, std::uint64_t off, std::uint64_t size) {
     if (off > size || len > size - off)
@@ -62,8 +64,19 @@ struct Reader {
     }
 };
 
-template <typename Ehdr, typename Phdr, typename Dyn>
-ElfInfo read_class(const Reader& r, std::string_view what) {
+// The same over bytes that someone else reads (a file inside a SquashFS
+// image, for the FUSE server).
+struct FnReader {
+    const ElfRead& fn;
+    std::uint64_t size;
+
+    bool read(void* buf, std::size_t len, std::uint64_t off) const {
+        return off <= size && len <= size - off && fn(buf, len, off);
+    }
+};
+
+template <typename Ehdr, typename Phdr, typename Dyn, typename R>
+ElfInfo read_class(const R& r, std::string_view what, ElfDeps* deps) {
     const std::uint64_t size = r.size;
     auto damaged = [&](std::string_view why) {
         fail("can't read ELF file ", what, ": ", why);
@@ -82,10 +95,33 @@ ElfInfo read_class(const Reader& r, std::string_view what) {
     std::vector<Phdr> ph(eh.e_phnum);
     if (!r.read(ph.data(), ph.size() * sizeof(Phdr), eh.e_phoff))
         damaged("program header table outside the file");
+    // A string of at most max_soname bytes at off, ending in NUL.
+    auto read_string = [&](std::uint64_t off, std::string_view name) {
+        if (off > size)
+            damaged(cat(name, " outside the file"));
+        // Most strings are short: 256 bytes first, the whole limit if need be.
+        char buf[max_soname];
+        const void* nul = nullptr;
+        std::size_t len = 0;
+        for (const std::size_t want : {std::size_t{256}, max_soname}) {
+            len = static_cast<std::size_t>(std::min<std::uint64_t>(want, size - off));
+            if (!r.read(buf, len, off))
+                damaged(cat(name, " unreadable"));
+            nul = std::memchr(buf, '\0', len);
+            if (nul || len < want)
+                break;
+        }
+        if (!nul)
+            damaged(cat(name, " not terminated"));
+        return std::string(buf, static_cast<std::size_t>(static_cast<const char*>(nul) - buf));
+    };
     const Phdr* dyn_ph = nullptr;
-    for (const auto& p : ph)
+    for (const auto& p : ph) {
         if (p.p_type == PT_DYNAMIC)
             dyn_ph = &p;
+        else if (p.p_type == PT_INTERP && deps)
+            deps->interp = read_string(p.p_offset, "interpreter");
+    }
     if (!dyn_ph)
         return info;
     if (dyn_ph->p_filesz > max_dynamic)
@@ -94,6 +130,7 @@ ElfInfo read_class(const Reader& r, std::string_view what) {
     if (!r.read(dyn.data(), dyn.size() * sizeof(Dyn), dyn_ph->p_offset))
         damaged("dynamic section outside the file");
     std::optional<std::uint64_t> strtab, soname;
+    std::vector<std::uint64_t> needed;
     for (const auto& d : dyn) {
         if (d.d_tag == DT_NULL)
             break;
@@ -101,36 +138,47 @@ ElfInfo read_class(const Reader& r, std::string_view what) {
             strtab = d.d_un.d_ptr;
         else if (d.d_tag == DT_SONAME)
             soname = d.d_un.d_val;
+        else if (d.d_tag == DT_NEEDED && deps && needed.size() < max_needed)
+            needed.push_back(d.d_un.d_val);
     }
-    if (!soname)
+    if (!soname && needed.empty())
         return info;
     if (!strtab)
-        damaged("DT_SONAME without DT_STRTAB");
+        damaged("DT_SONAME or DT_NEEDED without DT_STRTAB");
     // DT_STRTAB is an address; the PT_LOAD segment holding it says where it
     // is in the file.
     std::optional<std::uint64_t> file_off;
     for (const auto& p : ph)
         if (p.p_type == PT_LOAD && *strtab >= p.p_vaddr && *strtab - p.p_vaddr < p.p_filesz)
             file_off = p.p_offset + (*strtab - p.p_vaddr);
-    if (!file_off || *soname > size || *file_off > size - *soname)
-        damaged("soname outside the file");
-    const std::uint64_t at = *file_off + *soname;
-    // Most sonames are short: 256 bytes first, the whole limit if need be.
-    char buf[max_soname];
-    const void* nul = nullptr;
-    std::size_t len = 0;
-    for (const std::size_t want : {std::size_t{256}, max_soname}) {
-        len = static_cast<std::size_t>(std::min<std::uint64_t>(want, size - at));
-        if (!r.read(buf, len, at))
-            damaged("soname unreadable");
-        nul = std::memchr(buf, '\0', len);
-        if (nul || len < want)
-            break;
-    }
-    if (!nul)
-        damaged("soname not terminated");
-    info.soname = std::string(buf, static_cast<std::size_t>(static_cast<const char*>(nul) - buf));
+    if (!file_off || *file_off > size)
+        damaged("string table outside the file");
+    auto string_at = [&](std::uint64_t off, std::string_view name) {
+        if (off > size - *file_off)
+            damaged(cat(name, " outside the file"));
+        return read_string(*file_off + off, name);
+    };
+    if (soname)
+        info.soname = string_at(*soname, "soname");
+    for (const std::uint64_t n : needed)
+        deps->needed.push_back(string_at(n, "DT_NEEDED name"));
     return info;
+}
+
+template <typename R>
+std::optional<ElfInfo> read_any(const R& r, std::string_view what, ElfDeps* deps) {
+    unsigned char ident[EI_NIDENT];
+    if (!r.read(ident, sizeof ident, 0) || std::memcmp(ident, ELFMAG, SELFMAG) != 0)
+        return std::nullopt;
+    const unsigned char native =
+        std::endian::native == std::endian::little ? ELFDATA2LSB : ELFDATA2MSB;
+    if (ident[EI_DATA] != native)
+        return std::nullopt;
+    if (ident[EI_CLASS] == ELFCLASS64)
+        return read_class<Elf64_Ehdr, Elf64_Phdr, Elf64_Dyn>(r, what, deps);
+    if (ident[EI_CLASS] == ELFCLASS32)
+        return read_class<Elf32_Ehdr, Elf32_Phdr, Elf32_Dyn>(r, what, deps);
+    return std::nullopt;
 }
 
 } // namespace
@@ -142,20 +190,12 @@ std::optional<ElfInfo> read_elf(int fd, std::string_view what) {
         throw_errno("can't stat ", what);
     if (!S_ISREG(st.st_mode))
         return std::nullopt;
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    const Reader r(fd, size);
-    unsigned char ident[EI_NIDENT];
-    if (!r.read(ident, sizeof ident, 0) || std::memcmp(ident, ELFMAG, SELFMAG) != 0)
-        return std::nullopt;
-    const unsigned char native =
-        std::endian::native == std::endian::little ? ELFDATA2LSB : ELFDATA2MSB;
-    if (ident[EI_DATA] != native)
-        return std::nullopt;
-    if (ident[EI_CLASS] == ELFCLASS64)
-        return read_class<Elf64_Ehdr, Elf64_Phdr, Elf64_Dyn>(r, what);
-    if (ident[EI_CLASS] == ELFCLASS32)
-        return read_class<Elf32_Ehdr, Elf32_Phdr, Elf32_Dyn>(r, what);
-    return std::nullopt;
+    return read_any(Reader(fd, static_cast<std::uint64_t>(st.st_size)), what, nullptr);
+}
+
+std::optional<ElfInfo> read_elf(const ElfRead& read, std::uint64_t size, std::string_view what,
+                                ElfDeps* deps) {
+    return read_any(FnReader{read, size}, what, deps);
 }
 
 std::int32_t ld_cache_flags(const ElfInfo& elf) {

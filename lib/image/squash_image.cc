@@ -8,6 +8,8 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <deque>
+#include <ranges>
 #include <type_traits>
 
 #include <fcntl.h>
@@ -677,6 +679,48 @@ bool Image::lookup(const Inode& dir, std::string_view name, Inflater& inf, DirEn
         return false;
     });
     return found;
+}
+
+bool Image::resolve(std::string_view path, Inflater& inf, Inode& out) const {
+    constexpr int max_symlinks_followed = 40; // the kernel's MAXSYMLINKS
+    const Inode root = inode(root_ref(), inf);
+    // The directories from the root down to the current one: ".." pops, so
+    // nothing climbs above the image's root.
+    std::vector<Inode> stack;
+    std::deque<std::string> todo;
+    auto push_components = [&](std::string_view p) {
+        auto parts = split(p, '/');
+        for (auto& c : std::views::reverse(parts))
+            if (!c.empty() && c != ".")
+                todo.push_front(std::move(c));
+    };
+    push_components(path);
+    int links = 0;
+    while (!todo.empty()) {
+        const std::string c = std::move(todo.front());
+        todo.pop_front();
+        if (c == "..") {
+            if (!stack.empty())
+                stack.pop_back();
+            continue;
+        }
+        const Inode& dir = stack.empty() ? root : stack.back();
+        DirEntry entry;
+        if (!dir.is_dir() || c.size() > max_name || !lookup(dir, c, inf, entry))
+            return false;
+        Inode child = inode(entry.ref, inf);
+        if (child.is_symlink()) {
+            if (++links > max_symlinks_followed)
+                return false;
+            if (child.target[0] == '/')
+                stack.clear();
+            push_components(child.target);
+            continue;
+        }
+        stack.push_back(std::move(child));
+    }
+    out = stack.empty() ? root : std::move(stack.back());
+    return true;
 }
 
 // ---- xattrs ---------------------------------------------------------------

@@ -183,6 +183,10 @@ public:
     void list(const Inode& dir, std::uint32_t from, Inflater& inf, Fn&& fn) const;
     // The entry named name in dir, or false.
     bool lookup(const Inode& dir, std::string_view name, Inflater& inf, DirEntry& out) const;
+    // The inode at path, resolving ".." (never above the root) and symlinks
+    // (absolute ones from the image's root, at most 40), as resolve_in_root
+    // does for a directory image; false if a component is missing.
+    bool resolve(std::string_view path, Inflater& inf, Inode& out) const;
     std::vector<Xattr> xattrs(const Inode& in, Inflater& inf) const;
     Fragment fragment(std::uint32_t index, Inflater& inf) const;
     FileLayout layout(const Inode& file, Inflater& inf) const;

@@ -70,6 +70,11 @@ struct ServeOptions {
     gid_t gid = 0;
     unsigned max_threads = 0; // 0: from the CPUs this process may run on
     bool debug = false;       // libfuse logs every request (at -vvv)
+    // The container's first program (argv[0]) and the PATH it is looked for
+    // in: its loader and libraries are inflated ahead (squash_warm.hh).
+    // Empty: nothing is.
+    std::string warm_command;
+    std::string warm_path;
 };
 
 // An opened and checked SquashFS file, for ch-run: the image (read only

@@ -10,6 +10,7 @@
 #include "image/image.hh"
 #include "image/squash_serve.hh"
 #include "run/apply.hh"
+#include "run/env.hh"
 #include "run/exec.hh"
 #include "run/host.hh"
 #include "run/inject.hh"
@@ -121,7 +122,12 @@ void check_mount_dir(const RunOptions& opts, const fs::path& storage, const fs::
         make_squash_plan(opts, img.path, storage, with_injection(opts, probe_host(image_has)));
     check_mount_dir(opts, storage, img.ref);
     debug_plan(plan);
-    SquashServer server = SquashServer::start(file, plan.uid.inside, plan.gid.inside);
+    // The command's PATH as exec_command will have it, near enough for a
+    // guess (the environment options may still change it).
+    const char* host_path = std::getenv("PATH");
+    SquashServer server =
+        SquashServer::start(file, plan.uid.inside, plan.gid.inside, opts.command.at(0),
+                            fix_path(host_path ? host_path : ""));
     apply(plan, [&server](Fd dev) { server.hand_over(std::move(dev)); });
     built();
     enter_command(opts, plan);

@@ -133,7 +133,8 @@ void detach_stdio() {
 
 } // namespace
 
-SquashServer SquashServer::start(image::SquashFile& file, uid_t uid, gid_t gid) {
+SquashServer SquashServer::start(image::SquashFile& file, uid_t uid, gid_t gid,
+                                 const std::string& command, const std::string& path) {
     const std::string what = cat("can't start the FUSE server for ", file.path().string());
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
@@ -144,6 +145,8 @@ SquashServer SquashServer::start(image::SquashFile& file, uid_t uid, gid_t gid) 
     opts.uid = uid;
     opts.gid = gid;
     opts.debug = log::enabled(log::Level::trace);
+    opts.warm_command = command;
+    opts.warm_path = path;
     // ch-run is single-threaded here, so the children may do anything
     // before exec or _exit (no lock can be held by a thread that is gone).
     const pid_t child = ::fork();

@@ -34,8 +34,12 @@ public:
     // about them; the server goes when the command and its children are
     // gone), keeps no descriptor of ch-run's but its socket and the image,
     // and waits for the /dev/fuse descriptor. If ch-run dies first, the
-    // server sees the socket close and exits. Throws Error (Exit::squash).
-    static SquashServer start(image::SquashFile& file, uid_t uid, gid_t gid);
+    // server sees the socket close and exits. command and path: the
+    // container's first program and its PATH, whose loader and libraries the
+    // server inflates ahead (image::ServeOptions). Throws Error
+    // (Exit::squash).
+    static SquashServer start(image::SquashFile& file, uid_t uid, gid_t gid,
+                              const std::string& command = {}, const std::string& path = {});
 
     // Send fuse_dev (opened and mounted in the container's namespaces) to
     // the server and wait until it answers requests. Before this returns,

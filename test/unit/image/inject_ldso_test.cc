@@ -1,6 +1,7 @@
 // inject_ldso_test.cc: what injection learns from an image (ld.so.conf,
 // ld.so.cache) and from a host library (ELF soname), on real files: this
 // host's cache and libz, caches glibc's ldconfig writes, and hostile ones.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -233,4 +234,61 @@ TEST_CASE("read_elf: a host library's soname and cache flags; damaged and non-EL
     spit(t / "text", "#!/bin/sh\n");
     const Fd text = open_at(AT_FDCWD, t / "text", O_RDONLY);
     CHECK_FALSE(read_elf(text.get(), "text"));
+}
+
+TEST_CASE("read_elf with deps: a host program's interpreter and libraries, from any reader; "
+          "every cut of it fails cleanly") {
+    const std::string prog = read_file("/bin/true");
+    ElfRead read = [&](void* buf, std::size_t len, std::uint64_t off) {
+        std::memcpy(buf, prog.data() + off, len);
+        return true;
+    };
+    ElfDeps deps;
+    const auto info = read_elf(read, prog.size(), "/bin/true", &deps);
+    REQUIRE(info);
+    REQUIRE(deps.interp);
+    CHECK(deps.interp->starts_with("/"));
+    CHECK(std::find(deps.needed.begin(), deps.needed.end(), "libc.so.6") != deps.needed.end());
+    // What the fd reader says of the same file agrees.
+    const Fd fd = open_at(AT_FDCWD, "/bin/true", O_RDONLY);
+    const auto same = read_elf(fd.get(), "/bin/true");
+    REQUIRE(same);
+    CHECK(same->machine == info->machine);
+    CHECK(same->soname == info->soname);
+    // A library names no interpreter.
+    const std::string lib = read_file("/lib/x86_64-linux-gnu/libz.so.1");
+    read = [&](void* buf, std::size_t len, std::uint64_t off) {
+        std::memcpy(buf, lib.data() + off, len);
+        return true;
+    };
+    ElfDeps lib_deps;
+    const auto z = read_elf(read, lib.size(), "libz", &lib_deps);
+    REQUIRE(z);
+    CHECK(z->soname == "libz.so.1");
+    CHECK_FALSE(lib_deps.interp);
+    CHECK(std::find(lib_deps.needed.begin(), lib_deps.needed.end(), "libc.so.6") !=
+          lib_deps.needed.end());
+    // The program cut short anywhere in its headers and strings: an answer
+    // or an error, never a read past the end (ASan watches).
+    const auto tail = std::max<std::size_t>(deps.interp->size(), 4096);
+    for (std::size_t n = 0; n < std::min(prog.size(), tail * 4); n += 7) {
+        const std::string cut = prog.substr(0, n);
+        const ElfRead read_cut = [&](void* buf, std::size_t len, std::uint64_t off) {
+            if (off > cut.size() || len > cut.size() - off)
+                return false;
+            std::memcpy(buf, cut.data() + off, len);
+            return true;
+        };
+        ElfDeps d;
+        try {
+            static_cast<void>(read_elf(read_cut, cut.size(), "cut", &d));
+        } catch (const Error& e) {
+            CHECK(std::string(e.what()).find("can't read ELF file cut") != std::string::npos);
+        }
+    }
+    // A reader that fails although the size says the bytes are there.
+    const ElfRead failing = [](void*, std::size_t, std::uint64_t) {
+        return false;
+    };
+    CHECK_FALSE(read_elf(failing, prog.size(), "failing"));
 }

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include "image/squash_serve.hh"
+#include "util/cpus.hh"
 #include "util/error.hh"
 
 using namespace ch;
@@ -59,6 +60,15 @@ TEST_SUITE("image") {
         CHECK(default_server_threads(2) == 4);
         CHECK(default_server_threads(8) == 16);
         CHECK(default_server_threads(256) == 64);
+    }
+
+    TEST_CASE("squash_serve: guesses ahead of the first program only with a CPU to spare") {
+        CHECK(idle_cpu_left(1, 2));       // the guesser alone
+        CHECK(idle_cpu_left(3, 2));       // and ch-run, and the server: one CPU each, nearly
+        CHECK_FALSE(idle_cpu_left(4, 2)); // and another task
+        CHECK_FALSE(idle_cpu_left(0, 2)); // nothing counted: can't tell
+        CHECK(idle_cpu_left(64, 64));
+        static_cast<void>(node_has_idle_cpu()); // reads /proc/loadavg without failing
     }
 
     TEST_CASE("squash_serve: no prefetching for a process bound to two CPUs or fewer, at most 8 "
