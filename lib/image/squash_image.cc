@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
-#include <ranges>
 #include <type_traits>
 
 #include <fcntl.h>
@@ -690,9 +689,9 @@ bool Image::resolve(std::string_view path, Inflater& inf, Inode& out) const {
     std::deque<std::string> todo;
     auto push_components = [&](std::string_view p) {
         auto parts = split(p, '/');
-        for (auto& c : std::views::reverse(parts))
-            if (!c.empty() && c != ".")
-                todo.push_front(std::move(c));
+        for (auto it = parts.rbegin(); it != parts.rend(); ++it)
+            if (!it->empty() && *it != ".")
+                todo.push_front(std::move(*it));
     };
     push_components(path);
     int links = 0;

@@ -2,8 +2,9 @@
 # run.sh FUZZER SECONDS [WORKDIR]: fuzz ch-convert's SquashFS source for
 # SECONDS. Seeds: the hostile corpus (fixtures/hostile-squash.sh, small trees
 # without busybox) and a few good images (mksquashfs with each compressor,
-# and ch-convert). The corpus libFuzzer grows is kept in WORKDIR/corpus for
-# the next run; findings go to WORKDIR/findings/. Exits non-zero if the
+# ch-convert's, and a program with its loader cache). The corpus libFuzzer
+# grows is kept in WORKDIR/corpus for the next run; findings go to
+# WORKDIR/findings/. Exits non-zero if the
 # fuzzer found anything (crash, leak, timeout, out of memory).
 #
 # Limits, and why: no single allocation over 64 MiB (ch-convert's documented
@@ -42,6 +43,18 @@ if [[ ! -e $seeds/.complete ]]; then
     done
     rm "$t/fifo"
     USER=${USER:-$(id -un)} "$top/bin/ch-convert" -q "$t" "$seeds/good-ours.sqfs"
+    rm -rf "$t"
+    # A program, its loader cache and stand-ins for its loader and libc, for
+    # the FUSE server's guess of what a program loads (ELF headers, the
+    # cache), in blocks of 4 KiB so the headers span several.
+    mkdir -p "$t/bin" "$t/etc" "$t/lib64" "$t/lib/x86_64-linux-gnu"
+    cp /bin/true "$t/bin/true"
+    cp /etc/ld.so.cache "$t/etc/ld.so.cache" 2>/dev/null || true
+    echo loader > "$t/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    ln -s ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$t/lib64/ld-linux-x86-64.so.2"
+    head -c 20000 /dev/urandom > "$t/lib/x86_64-linux-gnu/libc.so.6"
+    mksquashfs "$t" "$seeds/good-program.sqfs" -b 4096 -noappend -quiet -no-progress >/dev/null 2>&1 \
+        || rm -f "$seeds/good-program.sqfs"
     rm -rf "$t"
     touch "$seeds/.complete"
 fi
