@@ -8,7 +8,6 @@
 #include <vector>
 
 #include <elf.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/error.hh"
@@ -23,52 +22,68 @@ constexpr std::size_t max_phdrs = 4096;
 constexpr std::size_t max_soname = 4096; // bytes of any string read
 constexpr std::size_t max_needed = 256;  // DT_NEEDED entries kept
 
-bool read_exact(int fd, void* buf, std::size_t len, std::uint64_t off, std::uint64_t size) {
-    if (off > size || len > size - off)
-        return false;
+// Up to len bytes at off: how many were read (short at the end of the file,
+// 0 on an error).
+std::size_t pread_upto(int fd, void* buf, std::size_t len, std::uint64_t off) {
     std::size_t done = 0;
     while (done < len) {
         const ssize_t n =
             ::pread(fd, static_cast<char*>(buf) + done, len - done, static_cast<off_t>(off + done));
         if (n <= 0)
-            return false;
+            break;
         done += static_cast<std::size_t>(n);
     }
-    return true;
+    return done;
 }
 
-// The file's first 4 KiB are read once: they hold the header and, in the
-// libraries linkers write, the program headers and often the soname. ch-run
-// reads every injected library's headers at each start, so system calls
-// count.
+// The file's first 4 KiB are read once: they hold the header and the
+// program headers, and in smaller libraries the soname. ch-run reads every
+// injected library's headers at each start, so system calls count: the
+// size is not asked for (a read that comes up short says where the file
+// ends), and a descriptor that is not a regular file fails the first read
+// (EISDIR, ESPIPE) and is no ELF file.
 struct Reader {
     int fd;
-    std::uint64_t size;
+    std::uint64_t size = UINT64_MAX; // until a short read shows the end
     char head[4096];
     std::size_t head_len = 0;
 
-    Reader(int f, std::uint64_t sz)
-        : fd(f)
-        , size(sz) {
-        head_len = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof head, size));
-        if (!read_exact(fd, head, head_len, 0, size))
-            head_len = 0;
+    explicit Reader(int f)
+        : fd(f) {
+        head_len = pread_upto(fd, head, sizeof head, 0);
+        if (head_len < sizeof head)
+            size = head_len;
+    }
+
+    // Up to len bytes at off: how many (0 past the end).
+    std::size_t read_upto(void* buf, std::size_t len, std::uint64_t off) const {
+        if (off >= size)
+            return 0;
+        len = static_cast<std::size_t>(std::min<std::uint64_t>(len, size - off));
+        if (off <= head_len && len <= head_len - off) {
+            std::memcpy(buf, head + off, len);
+            return len;
+        }
+        return pread_upto(fd, buf, len, off);
     }
 
     bool read(void* buf, std::size_t len, std::uint64_t off) const {
-        if (off <= head_len && len <= head_len - off) {
-            std::memcpy(buf, head + off, len);
-            return true;
-        }
-        return read_exact(fd, buf, len, off, size);
+        return read_upto(buf, len, off) == len;
     }
 };
 
 // The same over bytes that someone else reads (a file inside a SquashFS
-// image, for the FUSE server).
+// image, for the FUSE server), of a known size.
 struct FnReader {
     const ElfRead& fn;
     std::uint64_t size;
+
+    std::size_t read_upto(void* buf, std::size_t len, std::uint64_t off) const {
+        if (off >= size)
+            return 0;
+        len = static_cast<std::size_t>(std::min<std::uint64_t>(len, size - off));
+        return fn(buf, len, off) ? len : 0;
+    }
 
     bool read(void* buf, std::size_t len, std::uint64_t off) const {
         return off <= size && len <= size - off && fn(buf, len, off);
@@ -97,16 +112,14 @@ ElfInfo read_class(const R& r, std::string_view what, ElfDeps* deps) {
         damaged("program header table outside the file");
     // A string of at most max_soname bytes at off, ending in NUL.
     auto read_string = [&](std::uint64_t off, std::string_view name) {
-        if (off > size)
-            damaged(cat(name, " outside the file"));
         // Most strings are short: 256 bytes first, the whole limit if need be.
         char buf[max_soname];
         const void* nul = nullptr;
         std::size_t len = 0;
         for (const std::size_t want : {std::size_t{256}, max_soname}) {
-            len = static_cast<std::size_t>(std::min<std::uint64_t>(want, size - off));
-            if (!r.read(buf, len, off))
-                damaged(cat(name, " unreadable"));
+            len = r.read_upto(buf, want, off);
+            if (len == 0)
+                damaged(cat(name, " outside the file"));
             nul = std::memchr(buf, '\0', len);
             if (nul || len < want)
                 break;
@@ -184,13 +197,7 @@ std::optional<ElfInfo> read_any(const R& r, std::string_view what, ElfDeps* deps
 } // namespace
 
 std::optional<ElfInfo> read_elf(int fd, std::string_view what) {
-    struct stat st {};
-
-    if (::fstat(fd, &st) != 0)
-        throw_errno("can't stat ", what);
-    if (!S_ISREG(st.st_mode))
-        return std::nullopt;
-    return read_any(Reader(fd, static_cast<std::uint64_t>(st.st_size)), what, nullptr);
+    return read_any(Reader(fd), what, nullptr);
 }
 
 std::optional<ElfInfo> read_elf(const ElfRead& read, std::uint64_t size, std::string_view what,

@@ -61,6 +61,16 @@ void add_set(const std::string& name, const config::Value& set, std::vector<Bind
     }
 }
 
+// A path's directory and last name, as parent_path() and filename() would
+// give them ("/a/b" -> "/a", "b"; "/b" -> "/", "b"; "a/" -> "a", ""), with
+// no fs::path parsing: ch-run does this for every library at every start.
+std::pair<std::string, std::string> split_last(const std::string& path) {
+    const std::size_t slash = path.rfind('/');
+    if (slash == std::string::npos)
+        return {"", path};
+    return {path.substr(0, slash == 0 ? 1 : slash), path.substr(slash + 1)};
+}
+
 } // namespace
 
 std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std::string>& sets) {
@@ -101,11 +111,10 @@ Injection group_libraries(const std::vector<Bind>& binds) {
         // walked once, and O_NOFOLLOW says whether the name is the file itself
         // (then its directory is the one to bind), with no look into /proc
         // unless it is a link.
-        const std::string parent = b.src.parent_path().string();
+        const auto [parent, base] = split_last(b.src.native());
         auto [p, p_fresh] = parents.try_emplace(parent);
         if (p_fresh)
             p->second = try_open_at(AT_FDCWD, parent, O_PATH | O_DIRECTORY);
-        const std::string base = b.src.filename().string();
         constexpr int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY;
         bool linked = false;
         Fd fd;
@@ -130,7 +139,7 @@ Injection group_libraries(const std::vector<Bind>& binds) {
         }
         // A link's target could be outside the directory bound: then the
         // file itself, by the name the kernel has for it.
-        fs::path real = b.src;
+        std::string real = b.src.native();
         if (linked) {
             char buf[PATH_MAX];
             const ssize_t n = ::readlink(fd.proc_path().c_str(), buf, sizeof buf);
@@ -140,14 +149,14 @@ Injection group_libraries(const std::vector<Bind>& binds) {
             }
             real = std::string(buf, static_cast<std::size_t>(n));
         }
-        auto [at, fresh] = dirs.emplace(real.parent_path().string(), "");
+        const auto [real_dir, real_name] = split_last(real);
+        auto [at, fresh] = dirs.emplace(real_dir, "");
         if (fresh) {
             at->second = cat(inject_dir, "/", dirs.size() - 1);
             inj.binds.push_back({at->first, at->second, Need::make_dst});
             inj.upper_paths.push_back(at->second.substr(1) + "/");
         }
-        inj.libs.push_back(
-            {*elf->soname, cat(at->second, "/", real.filename().string()), cache_flags, 0});
+        inj.libs.push_back({*elf->soname, cat(at->second, "/", real_name), cache_flags, 0});
     }
     if (!inj.libs.empty())
         inj.upper_paths.push_back("etc/ld.so.cache");

@@ -48,7 +48,9 @@ count_pass() { # count_pass USER: syscalls and mounts, with and without --inject
         esac
         n_mnt=$(bench_as "$user" "${envs[@]}" "$ours" "${opts[@]}" "$image" -- /bin/cat /proc/self/mountinfo | wc -l)
         if command -v strace >/dev/null; then
-            n_sys=$(bench_as "$user" strace -f -c -o /dev/stdout "${envs[@]}" "$ours" "${opts[@]}" "$image" -- /bin/true \
+            # The summary on stderr: the unprivileged user can't reopen
+            # this script's pipe as /dev/stdout.
+            n_sys=$(bench_as "$user" strace -f -c "${envs[@]}" "$ours" "${opts[@]}" "$image" -- /bin/true 2>&1 >/dev/null \
                     | awk '$NF == "total" { print $(NF-2) }')
         else
             n_sys=nan

@@ -234,6 +234,19 @@ TEST_CASE("read_elf: a host library's soname and cache flags; damaged and non-EL
     spit(t / "text", "#!/bin/sh\n");
     const Fd text = open_at(AT_FDCWD, t / "text", O_RDONLY);
     CHECK_FALSE(read_elf(text.get(), "text"));
+    // Not regular files: no ELF file, and nothing waits (the size is never
+    // asked for; the first read fails).
+    const Fd dir = open_at(AT_FDCWD, t.path(), O_RDONLY | O_DIRECTORY);
+    CHECK_FALSE(read_elf(dir.get(), "dir"));
+    REQUIRE(::mkfifo((t / "fifo").c_str(), 0600) == 0);
+    const Fd fifo = open_at(AT_FDCWD, t / "fifo", O_RDONLY | O_NONBLOCK);
+    CHECK_FALSE(read_elf(fifo.get(), "fifo"));
+    // A copy of the library, read without asking its size: the same answer.
+    spit(t / "whole", whole);
+    const Fd again = open_at(AT_FDCWD, t / "whole", O_RDONLY);
+    const auto same = read_elf(again.get(), "whole");
+    REQUIRE(same);
+    CHECK(same->soname == "libz.so.1");
 }
 
 TEST_CASE("read_elf with deps: a host program's interpreter and libraries, from any reader; "
