@@ -362,6 +362,15 @@ void op_init(void* userdata, fuse_conn_info* conn) {
     // Nothing ever changes under us: no invalidation on mtime changes, and
     // symlink targets may be cached.
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);
+    // Reads of at most a block: a page fault reads around it (the kernel's
+    // read-ahead window, 128 KiB), and every block that window touches must
+    // be inflated whole. In an image of smaller blocks (Charliecloud's
+    // ch-convert writes 64 KiB ones) a fault then costs one of them, not
+    // the two or more around it: `ch-run IMG.sqfs -- /bin/true` on a Debian
+    // minbase in 32 KiB blocks inflated 36 of them, not 48 (about 7% less
+    // CPU time). Sequential reads still come several at a time (async reads).
+    conn->max_readahead =
+        std::min<unsigned>(conn->max_readahead, static_cast<Server*>(userdata)->img->block_size());
     for (const unsigned cap : {unsigned(FUSE_CAP_CACHE_SYMLINKS),
                                unsigned(FUSE_CAP_PARALLEL_DIROPS), unsigned(FUSE_CAP_ASYNC_READ)})
         if (conn->capable & cap)
