@@ -86,7 +86,7 @@ struct FnReader {
     }
 
     bool read(void* buf, std::size_t len, std::uint64_t off) const {
-        return off <= size && len <= size - off && fn(buf, len, off);
+        return off <= size && read_upto(buf, len, off) == len;
     }
 };
 

@@ -815,6 +815,34 @@ BlockKey FileLayout::block(std::size_t i) const {
     return {pos, hdrs[i]};
 }
 
+std::uint64_t file_spans(const FileLayout& l, std::uint64_t size, std::uint64_t block_size,
+                         std::uint64_t off, std::size_t len, std::vector<FileSpan>& out) {
+    std::size_t done = 0;
+    std::uint64_t i = off / block_size;
+    while (done < len) {
+        const std::uint64_t start = i * block_size; // where block i starts in the file
+        FileSpan sp;
+        std::size_t base = 0;
+        if (i < l.count()) {
+            sp.key = l.block(i);
+            sp.hole = sp.key.hdr == 0;
+        } else if (l.has_tail && i == l.count()) {
+            sp.key = l.tail;
+            base = l.tail_offset;
+        } else {
+            corrupt("a read past the file's blocks");
+        }
+        const auto avail = static_cast<std::size_t>(std::min(block_size, size - start));
+        const auto within = static_cast<std::size_t>(off + done - start);
+        sp.len = std::min(avail - within, len - done);
+        sp.at = base + within;
+        out.push_back(sp);
+        done += sp.len;
+        i++;
+    }
+    return i;
+}
+
 FileLayout Image::layout(const Inode& file, Inflater& inf) const {
     FileLayout l;
     l.hdrs = file.blocks;

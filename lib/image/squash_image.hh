@@ -146,6 +146,23 @@ struct FileLayout {
     BlockKey block(std::size_t i) const;
 };
 
+// One piece of a read from a file: len bytes at offset at of the block at
+// key, or of zeros (a hole, which SquashFS does not store).
+struct FileSpan {
+    bool hole = false;
+    BlockKey key;
+    std::size_t at = 0;
+    std::size_t len = 0;
+};
+
+// Where the bytes [off, off + len) of a file of size bytes laid out as l are
+// (off + len <= size): full blocks and holes from the layout, the tail from
+// its fragment, appended to out. Returns the index of the block after the
+// last one read. Throws SquashError if the layout has too few blocks for
+// size. The caller checks each block's inflated size against its span.
+std::uint64_t file_spans(const FileLayout& l, std::uint64_t size, std::uint64_t block_size,
+                         std::uint64_t off, std::size_t len, std::vector<FileSpan>& out);
+
 // An opened SquashFS file. Thread-safe after open(): every member function
 // may be called from any thread, each with its own Inflater.
 class Image {

@@ -470,47 +470,14 @@ void op_open(fuse_req_t req, fuse_ino_t node, fuse_file_info* fi) {
     });
 }
 
-// One piece of a read: len bytes at offset at of the block at key, or of
-// zeros (a hole, which SquashFS does not store).
-struct Span {
-    bool hole = false;
-    BlockKey key;
-    std::size_t at = 0;
-    std::size_t len = 0;
-};
-
-// Where the bytes [off, off + size) of file f are (off + size <= its size):
-// full blocks and holes from the layout, the tail from its fragment. Also
-// lists up to ahead_max blocks of the file that follow, for the prefetcher.
-// Each block's size is checked against the span when it is read.
+// Where the bytes [off, off + size) of file f are (squash::file_spans),
+// and up to ahead_max blocks of the file that follow, for the prefetcher.
 void plan_read(const OpenFile& f, std::uint64_t bs, std::uint64_t off, std::size_t size,
-               std::vector<Span>& spans, std::vector<BlockKey>& ahead, std::size_t ahead_max) {
+               std::vector<squash::FileSpan>& spans, std::vector<BlockKey>& ahead,
+               std::size_t ahead_max) {
     const squash::FileLayout& l = f.layout;
-    std::size_t done = 0;
-    std::uint64_t i = off / bs;
-    while (done < size) {
-        const std::uint64_t at = off + done;
-        const std::uint64_t start = i * bs; // where block i starts in the file
-        Span sp;
-        std::size_t base = 0;
-        if (i < l.count()) {
-            sp.key = l.block(i);
-            sp.hole = sp.key.hdr == 0;
-        } else if (l.has_tail && i == l.count()) {
-            sp.key = f.layout.tail;
-            base = f.layout.tail_offset;
-        } else {
-            throw squash::SquashError("a read past the file's blocks");
-        }
-        const auto avail = static_cast<std::size_t>(std::min(bs, f.in.size - start));
-        const auto within = static_cast<std::size_t>(at - start);
-        sp.len = std::min(avail - within, size - done);
-        sp.at = base + within;
-        spans.push_back(sp);
-        done += sp.len;
-        i++;
-    }
-    for (; ahead.size() < ahead_max && i < l.count(); i++)
+    for (std::uint64_t i = squash::file_spans(l, f.in.size, bs, off, size, spans);
+         ahead.size() < ahead_max && i < l.count(); i++)
         if (const BlockKey k = l.block(i); k.hdr != 0)
             ahead.push_back(k);
 }
@@ -553,7 +520,7 @@ void op_read(fuse_req_t req, fuse_ino_t node, std::size_t size, off_t off, fuse_
         const auto want =
             static_cast<std::size_t>(std::min<off_t>(static_cast<off_t>(size), file_size - off));
         const std::uint32_t bs = s.img->block_size();
-        std::vector<Span> spans;
+        std::vector<squash::FileSpan> spans;
         std::vector<BlockKey> later;
         plan_read(f, bs, static_cast<std::uint64_t>(off), want, spans, later,
                   prefetch_blocks(bs, s.prefetch_threads));
@@ -576,7 +543,7 @@ void op_read(fuse_req_t req, fuse_ino_t node, std::size_t size, off_t off, fuse_
         std::vector<iovec> iov;
         held.reserve(spans.size());
         iov.reserve(spans.size());
-        for (const Span& sp : spans) {
+        for (const squash::FileSpan& sp : spans) {
             if (sp.hole) {
                 iov.push_back({s.zeros.data(), sp.len});
                 continue;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "image/elf.hh"
 #include "image/ldso.hh"
@@ -61,35 +62,23 @@ bool read_file_bytes(const WarmFile& f, std::uint32_t block_size, const WarmBloc
                      void* buf, std::size_t len, std::uint64_t off) {
     if (off > f.size || len > f.size - off)
         return false;
+    std::vector<FileSpan> spans;
+    try {
+        file_spans(f.layout, f.size, block_size, off, len, spans);
+    } catch (const Error&) {
+        return false;
+    }
     auto* out = static_cast<char*>(buf);
-    while (len > 0) {
-        const std::uint64_t i = off / block_size;
-        const std::uint64_t start = i * block_size;
-        const auto within = static_cast<std::size_t>(off - start);
-        const auto avail =
-            static_cast<std::size_t>(std::min<std::uint64_t>(block_size, f.size - start));
-        const std::size_t n = std::min(avail - within, len);
-        BlockKey key;
-        std::size_t base = 0;
-        if (i < f.layout.count()) {
-            key = f.layout.block(i);
-        } else if (f.layout.has_tail && i == f.layout.count()) {
-            key = f.layout.tail;
-            base = f.layout.tail_offset;
+    for (const FileSpan& sp : spans) {
+        if (sp.hole) {
+            std::memset(out, 0, sp.len);
         } else {
-            return false;
-        }
-        if (key.hdr == 0) {
-            std::memset(out, 0, n);
-        } else {
-            const std::shared_ptr<const Block> b = blocks(key);
-            if (!b || base + within > b->size || n > b->size - base - within)
+            const std::shared_ptr<const Block> b = blocks(sp.key);
+            if (!b || sp.at > b->size || sp.len > b->size - sp.at)
                 return false;
-            std::memcpy(out, b->data.get() + base + within, n);
+            std::memcpy(out, b->data.get() + sp.at, sp.len);
         }
-        out += n;
-        off += n;
-        len -= n;
+        out += sp.len;
     }
     return true;
 }
@@ -132,6 +121,7 @@ std::vector<WarmFile> warm_files(const Image& img, Inflater& inf, const WarmBloc
 
 std::vector<BlockKey> warm_blocks(const std::vector<WarmFile>& files, std::uint32_t block_size) {
     std::vector<BlockKey> keys;
+    std::set<BlockKey> seen;
     std::uint64_t total = 0;
     for (const WarmFile& f : files) {
         std::uint64_t taken = 0;
@@ -142,7 +132,7 @@ std::vector<BlockKey> warm_blocks(const std::vector<WarmFile>& files, std::uint3
             taken += block_size;
             const BlockKey k = f.layout.block(i);
             // A hole, or the same file under two names.
-            if (k.hdr == 0 || std::find(keys.begin(), keys.end(), k) != keys.end())
+            if (k.hdr == 0 || !seen.insert(k).second)
                 continue;
             keys.push_back(k);
             total += block_size;

@@ -2,10 +2,13 @@
 #include "util/cpus.hh"
 
 #include <cstdio>
+#include <string>
 
-#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
+
+#include "util/error.hh"
+#include "util/fd.hh"
 
 namespace ch {
 
@@ -25,19 +28,15 @@ bool idle_cpu_left(unsigned running, unsigned online) {
 bool node_has_idle_cpu() {
     // "0.52 0.61 0.81 2/250 12345": the fourth field's first number is how
     // many tasks run or wait to run now.
-    const int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    char buf[128];
-    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
     unsigned running = 0, total = 0;
     const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
-    if (std::sscanf(buf, "%*s %*s %*s %u/%u", &running, &total) != 2 || online <= 0)
+    try {
+        const std::string avg = read_file("/proc/loadavg");
+        if (std::sscanf(avg.c_str(), "%*s %*s %*s %u/%u", &running, &total) != 2 || online <= 0)
+            return false;
+    } catch (const Error&) {
         return false;
+    }
     return idle_cpu_left(running, static_cast<unsigned>(online));
 }
 
