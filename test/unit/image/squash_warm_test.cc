@@ -2,13 +2,17 @@
 // ahead for a container's first program (squash_warm.hh), on SquashFS files
 // made by mksquashfs from a tree holding this host's /bin/true, a stand-in
 // loader and libc, and an ld.so.cache naming them; and what a damaged cache
-// or a script leaves of the guess.
+// or a script leaves of the guess, and what hostile images (loops,
+// directories, FIFOs and climbing links where files are expected, a header
+// pointing past the end) leave of it.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 
+#include <elf.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <doctest/doctest.h>
 
@@ -187,4 +191,70 @@ TEST_CASE("read_file_bytes: across blocks, into the tail, and not past the end" 
     CHECK_FALSE(read_file_bytes(prog, o.img->block_size(), o.blocks, end.data(), end.size(),
                                 prog.size - 99));
     CHECK_FALSE(read_file_bytes(prog, o.img->block_size(), o.blocks, end.data(), 1, prog.size));
+}
+
+namespace {
+
+// mksquashfs tree into t/NAME.sqfs.
+fs::path squash_tree(const TempDir& t, const fs::path& tree, const std::string& name) {
+    const fs::path img = t / (name + ".sqfs");
+    REQUIRE(std::system(cat("mksquashfs '", tree.string(), "' '", img.string(),
+                            "' -noappend -quiet -no-progress >/dev/null 2>&1")
+                            .c_str()) == 0);
+    return img;
+}
+
+// prog with its PT_INTERP's offset moved far past the end of the file.
+std::string interp_past_end(std::string prog) {
+    Elf64_Ehdr eh;
+    std::memcpy(&eh, prog.data(), sizeof eh);
+    for (std::size_t i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        const std::size_t at = eh.e_phoff + i * sizeof ph;
+        std::memcpy(&ph, prog.data() + at, sizeof ph);
+        if (ph.p_type == PT_INTERP) {
+            ph.p_offset = std::uint64_t{1} << 40;
+            std::memcpy(prog.data() + at, &ph, sizeof ph);
+        }
+    }
+    return prog;
+}
+
+} // namespace
+
+TEST_CASE("warm_files: hostile images: loops, directories, FIFOs and climbing links where "
+          "files are expected, a header pointing past the end" *
+          doctest::skip(!have_mksquashfs())) {
+    const Host h;
+    const TempDir t;
+    // The loader cache a symlink to itself, the interpreter's path a link to
+    // the root directory, and a program whose PT_INTERP lies outside it.
+    const fs::path a = t / "a";
+    put(a / "bin/ok", h.prog);
+    put(a / "bin/bad", interp_past_end(h.prog));
+    fs::create_directories(a / "etc");
+    fs::create_symlink("ld.so.cache", a / "etc/ld.so.cache");
+    const fs::path interp = a / h.deps.interp->substr(1);
+    fs::create_directories(interp.parent_path());
+    fs::create_symlink("/", interp);
+    Opened o(squash_tree(t, a, "a"));
+    CHECK(o.paths("ok", "/bin") == std::vector<std::string>{"/bin/ok"});
+    CHECK(o.paths("bad", "/bin").empty()); // a damaged header: no guess at all
+    // The cache a directory; its entries: a path climbing above the root
+    // (stays inside: found), a FIFO, and a link loop (both left out).
+    const fs::path b = t / "b";
+    put(b / "bin/ok", h.prog);
+    put(b / "lib/libc.so.6", "not really libc\n");
+    fs::create_directories(b / "etc");
+    REQUIRE(::mkfifo((b / "lib/libfifo.so.1").c_str(), 0600) == 0);
+    fs::create_symlink("libloop.so.1", b / "lib/libloop.so.1");
+    put(b / "etc/ld.so.cache", make_ld_cache({{"libc.so.6", "/../../../lib/libc.so.6", h.flags, 0},
+                                              {"libfifo.so.1", "/lib/libfifo.so.1", h.flags, 0},
+                                              {"libloop.so.1", "/lib/libloop.so.1", h.flags, 0}}));
+    Opened ob(squash_tree(t, b, "b"));
+    CHECK(ob.paths("ok", "/bin") == std::vector<std::string>{"/../../../lib/libc.so.6", "/bin/ok"});
+    fs::remove(b / "etc/ld.so.cache");
+    fs::create_directories(b / "etc/ld.so.cache");
+    Opened oc(squash_tree(t, b, "c"));
+    CHECK(oc.paths("ok", "/bin") == std::vector<std::string>{"/bin/ok"});
 }
