@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <functional>
 #include <set>
 
 #include <dirent.h>
@@ -111,7 +112,18 @@ int ld_cache_cmp(std::string_view a, std::string_view b) {
     return ld_cache_cmp_from(a.substr(k), b.substr(k));
 }
 
-std::vector<LdCacheRef> parse_ld_cache_refs(std::string_view d) {
+namespace {
+
+// Where a cache's new-format table starts, and how many entries it has,
+// checked against the file's size.
+struct CacheLayout {
+    std::size_t base = 0;
+    std::uint32_t nlibs = 0;
+
+    std::size_t entries_end() const { return base + new_header_size + nlibs * new_entry_size; }
+};
+
+CacheLayout cache_layout(std::string_view d) {
     if (d.size() > ld_cache_max_bytes)
         fail("larger than ", ld_cache_max_bytes, " bytes");
     std::size_t base = 0;
@@ -134,6 +146,13 @@ std::vector<LdCacheRef> parse_ld_cache_refs(std::string_view d) {
     const auto nlibs = get<std::uint32_t>(d, base + 20);
     if (nlibs > (d.size() - base - new_header_size) / new_entry_size)
         fail(nlibs, " entries don't fit in ", d.size(), " bytes");
+    return {base, nlibs};
+}
+
+} // namespace
+
+std::vector<LdCacheRef> parse_ld_cache_refs(std::string_view d) {
+    const auto [base, nlibs] = cache_layout(d);
     std::vector<LdCacheRef> out;
     out.reserve(nlibs);
     for (std::uint32_t i = 0; i < nlibs; i++) {
@@ -164,52 +183,116 @@ bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b) {
     return a.hwcap > b.hwcap;
 }
 
-std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a,
-                                 const std::vector<LdCacheRef>& b) {
-    // Twice through the merge, without a merged copy: once to size the
-    // file, once to fill it (ch-run does this at every --inject start).
-    const auto walk = [&](auto&& emit) {
-        const LdCacheRef* last = nullptr;
-        const auto put = [&](const LdCacheRef& e) {
-            // Of equal entries the first given is the one the loader takes;
-            // the later ones are dropped.
-            if (last && last->key == e.key && last->flags == e.flags && last->hwcap == e.hwcap)
-                return;
-            emit(e);
-            last = &e;
-        };
-        std::size_t i = 0, j = 0;
-        while (i < a.size() || j < b.size())
-            if (j == b.size() || (i < a.size() && !ld_cache_before(b[j], a[i])))
-                put(a[i++]);
-            else
-                put(b[j++]);
-    };
-    std::size_t n = 0, strings_size = 0;
-    walk([&](const LdCacheRef& e) {
-        n++;
+namespace {
+
+// The entries of a cache merged from a and b (see make_ld_cache_merged), in
+// the order to write them, with the bytes their strings take.
+std::vector<const LdCacheRef*> merge_order(const std::vector<LdCacheRef>& a,
+                                           const std::vector<LdCacheRef>& b, Merge how,
+                                           std::size_t& strings_size) {
+    // Once through the merge, keeping only its order (ch-run does this at
+    // every --inject start, for an image cache of hundreds of entries).
+    std::vector<const LdCacheRef*> order;
+    order.reserve(a.size() + b.size());
+    strings_size = 0;
+    const LdCacheRef* last_a = nullptr;
+    const auto emit = [&](const LdCacheRef& e) {
+        // Of equal entries the first given is the one the loader takes; the
+        // later ones are dropped.
+        const LdCacheRef* last = order.empty() ? nullptr : order.back();
+        if (last && last->key == e.key && last->flags == e.flags && last->hwcap == e.hwcap)
+            return;
+        order.push_back(&e);
         strings_size += e.key.size() + e.value.size() + 2;
-    });
-    const std::size_t strings_at = new_header_size + n * new_entry_size;
-    std::string out;
-    out.reserve(strings_at + strings_size); // one allocation, filled in place
-    out.resize(strings_at);
+    };
+    std::size_t i = 0, j = 0;
+    while (i < a.size() || j < b.size()) {
+        if (j == b.size() || (i < a.size() && !ld_cache_before(b[j], a[i]))) {
+            last_a = &a[i];
+            emit(a[i++]);
+            continue;
+        }
+        const LdCacheRef& e = b[j++];
+        // Both lists are in key order, so a name that a has is a's next
+        // entry or its last one.
+        if (how == Merge::replace && (e.hwcap != 0 || (i < a.size() && a[i].key == e.key) ||
+                                      (last_a && last_a->key == e.key)))
+            continue;
+        emit(e);
+    }
+    return order;
+}
+
+// A new-format header for n entries and strings_size bytes of strings.
+void put_header(std::string& out, std::size_t n, std::size_t strings_size) {
     out.replace(0, new_magic.size(), new_magic);
     put<std::uint32_t>(out, 20, static_cast<std::uint32_t>(n));
     put<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings_size));
     // glibc's cache_file_new_flags_endian_little (2) or _big (3).
     out[28] = std::endian::native == std::endian::little ? 2 : 3;
+}
+
+} // namespace
+
+std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a, const std::vector<LdCacheRef>& b,
+                                 Merge how) {
+    std::size_t strings_size = 0;
+    const auto order = merge_order(a, b, how, strings_size);
+    const std::size_t strings_at = new_header_size + order.size() * new_entry_size;
+    std::string out;
+    out.reserve(strings_at + strings_size); // one allocation, filled in place
+    out.resize(strings_at);
+    put_header(out, order.size(), strings_size);
     std::size_t at = new_header_size;
-    walk([&](const LdCacheRef& e) {
-        put<std::int32_t>(out, at, e.flags);
+    for (const LdCacheRef* e : order) {
+        put<std::int32_t>(out, at, e->flags);
         put<std::uint32_t>(out, at + 4, static_cast<std::uint32_t>(out.size()));
-        out.append(e.key).push_back('\0');
+        out.append(e->key).push_back('\0');
         put<std::uint32_t>(out, at + 8, static_cast<std::uint32_t>(out.size()));
-        out.append(e.value).push_back('\0');
-        put<std::uint64_t>(out, at + 16, e.hwcap);
+        out.append(e->value).push_back('\0');
+        put<std::uint64_t>(out, at + 16, e->hwcap);
         at += new_entry_size;
-    });
+    }
     return out;
+}
+
+LdCacheSplice splice_ld_cache(const std::vector<LdCacheRef>& ours,
+                              const std::vector<LdCacheRef>& theirs, std::string_view image) {
+    // The image's strings stay where they are, after its entries: only the
+    // entries are written anew, with their offsets moved. Strings that are
+    // not there (ours, or a hostile cache's pointing into its own table) are
+    // copied after them.
+    LdCacheSplice out;
+    const std::size_t kept_at = image.empty() ? 0 : cache_layout(image).entries_end();
+    out.kept = image.substr(kept_at);
+    std::size_t unused = 0;
+    const auto order = merge_order(ours, theirs, Merge::replace, unused);
+    const std::size_t strings_at = new_header_size + order.size() * new_entry_size;
+    out.head.resize(strings_at);
+    const auto offset = [&](std::string_view str) -> std::uint32_t {
+        const char* kept = out.kept.data();
+        if (!out.kept.empty() && !std::less<const char*>{}(str.data(), kept) &&
+            std::less<const char*>{}(str.data(), kept + out.kept.size()))
+            return static_cast<std::uint32_t>(strings_at +
+                                              static_cast<std::size_t>(str.data() - kept));
+        const std::size_t at = strings_at + out.kept.size() + out.tail.size();
+        out.tail.append(str).push_back('\0');
+        return static_cast<std::uint32_t>(at);
+    };
+    std::size_t at = new_header_size;
+    for (const LdCacheRef* e : order) {
+        put<std::int32_t>(out.head, at, e->flags);
+        put<std::uint32_t>(out.head, at + 4, offset(e->key));
+        put<std::uint32_t>(out.head, at + 8, offset(e->value));
+        put<std::uint64_t>(out.head, at + 16, e->hwcap);
+        at += new_entry_size;
+    }
+    put_header(out.head, order.size(), out.kept.size() + out.tail.size());
+    return out;
+}
+
+std::string LdCacheSplice::str() const {
+    return cat(head, kept, tail);
 }
 
 std::string make_ld_cache_refs(std::vector<LdCacheRef> entries) {

@@ -49,10 +49,28 @@ bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b);
 // wrote) cost one comparison each.
 std::string make_ld_cache_refs(std::vector<LdCacheRef> entries);
 // The same for two lists already in the loader's order, merged (of equal
-// entries, a's first), with no merged copy made.
-std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a,
-                                 const std::vector<LdCacheRef>& b);
+// entries, a's first), with no merged copy made. Merge::replace leaves out
+// b's entries for names that a has, and b's glibc-hwcaps variants: a's
+// entries replace them.
+enum class Merge { keep, replace };
+std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a, const std::vector<LdCacheRef>& b,
+                                 Merge how = Merge::keep);
 std::string make_ld_cache(const std::vector<LdCacheEntry>& entries);
+
+// A cache made of ours and an image's cache (image, its bytes; theirs, its
+// parsed entries, in the loader's order), merged as Merge::replace does, in
+// three parts to write one after the other: the header and entries, the
+// image's bytes after its entries (its strings, kept where they are), and
+// the strings that were not there. kept points into image.
+struct LdCacheSplice {
+    std::string head;
+    std::string_view kept;
+    std::string tail;
+    std::string str() const; // the three together
+};
+
+LdCacheSplice splice_ld_cache(const std::vector<LdCacheRef>& ours,
+                              const std::vector<LdCacheRef>& theirs, std::string_view image);
 
 // glibc's order of library names: digit runs compare as numbers, and a digit
 // sorts after any other character. <0, 0, >0 like strcmp.

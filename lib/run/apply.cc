@@ -230,8 +230,8 @@ public:
         }
         auto image_cache = read_image_ld_cache(root_.get());
         unlink_ld_cache_symlink(root_.get());
-        (*this)(
-            WriteFile{"/etc/ld.so.cache", merged_ld_cache(c.libs, image_cache), Need::make_dst});
+        (*this)(WriteFile{"/etc/ld.so.cache", merged_ld_cache(c.libs, image_cache).str(),
+                          Need::make_dst});
     }
 
     void operator()(const SealScratch&) {

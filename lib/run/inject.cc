@@ -158,8 +158,6 @@ Injection group_libraries(const std::vector<Bind>& binds) {
         }
         inj.libs.push_back({*elf->soname, cat(at->second, "/", real_name), cache_flags, 0});
     }
-    if (!inj.libs.empty())
-        inj.upper_paths.push_back("etc/ld.so.cache");
     inj.binds.insert(inj.binds.end(), rest.begin(), rest.end());
     return inj;
 }

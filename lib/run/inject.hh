@@ -37,9 +37,10 @@ constexpr const char* inject_dir = "/ch/inject";
 // with a soname) without a target of their own are bound by directory (one
 // mount for many libraries; the directory of the file a symlink names) and
 // the cache entries point into it; other files, and libraries with a target,
-// are bound one by one. Mount points and /etc/ld.so.cache are made in the
-// overlay's upper layer before it is mounted (upper_paths), so that they
-// exist whoever owns the image's directories.
+// are bound one by one. The mount points are made in the overlay's upper
+// layer before it is mounted (upper_paths), as /etc/ld.so.cache is
+// (write_upper_ld_cache), so that they exist whoever owns the image's
+// directories.
 Injection group_libraries(const std::vector<Bind>& binds);
 
 // Both of the above, from the configuration ch-run has loaded once.
@@ -50,8 +51,9 @@ Injection prepare_injection(const config::Config& cfg, const std::vector<std::st
 // index into the cache's extension would point nowhere in ours; the loader
 // falls back to the plain entry). image_cache is the image's file, if any;
 // a damaged one is skipped with a warning (the loader would skip it too).
-std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
-                            const std::optional<std::string>& image_cache);
+// The parts returned point into image_cache.
+image::LdCacheSplice merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                                     const std::optional<std::string>& image_cache);
 
 // When the image's /etc/ld.so.cache is a symlink, removes it from the
 // writable layer at rootfd (the image keeps it): a bind would land wherever

@@ -2,7 +2,6 @@
 // inject.cc, so that what apply.cc needs does not pull in the configuration
 // loader (and yaml-cpp) for ch-checkns.
 #include <algorithm>
-#include <set>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,32 +13,30 @@
 
 namespace ch::run {
 
-std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
-                            const std::optional<std::string>& image_cache) {
-    // At every start with --inject: no string is copied, and the image's
-    // entries, in order already when ldconfig wrote them, are merged with
-    // ours rather than sorted again.
+image::LdCacheSplice merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                                     const std::optional<std::string>& image_cache) {
+    // At every start with --inject: the image's entries, in order already
+    // when ldconfig wrote them, are merged with ours rather than sorted
+    // again, and its strings are not copied but written as they are.
     std::vector<image::LdCacheRef> ours;
     ours.reserve(libs.size());
     for (const auto& l : libs)
         ours.push_back({l.key, l.value, l.flags, l.hwcap});
     std::stable_sort(ours.begin(), ours.end(), image::ld_cache_before);
     std::vector<image::LdCacheRef> theirs;
+    std::string_view image;
     if (image_cache) {
         try {
             theirs = image::parse_ld_cache_refs(*image_cache);
+            image = *image_cache;
         } catch (const Error& e) {
             log::warning("ignoring the image's /etc/ld.so.cache: ", e.what(),
                          " (only injected libraries are in the generated one)");
         }
     }
-    std::set<std::string_view> names;
-    for (const auto& l : ours)
-        names.insert(l.key);
-    std::erase_if(theirs, [&](const auto& e) { return e.hwcap != 0 || names.count(e.key) != 0; });
     if (!std::is_sorted(theirs.begin(), theirs.end(), image::ld_cache_before))
         std::stable_sort(theirs.begin(), theirs.end(), image::ld_cache_before);
-    return image::make_ld_cache_merged(ours, theirs);
+    return image::splice_ld_cache(ours, theirs, image);
 }
 
 void prepare_upper(int lowerfd, int upperfd, const std::string& path) {
@@ -81,7 +78,8 @@ bool write_upper_ld_cache(int lowerfd, int upperfd, const std::vector<image::LdC
     const bool has_etc = ::fstatat(lowerfd, "etc", &etc, AT_SYMLINK_NOFOLLOW) == 0;
     if (has_etc && !S_ISDIR(etc.st_mode))
         return false;
-    const std::string cache = merged_ld_cache(libs, read_image_ld_cache(lowerfd));
+    const auto image_cache = read_image_ld_cache(lowerfd); // the cache's parts point into it
+    const auto cache = merged_ld_cache(libs, image_cache);
     // The upper directory's mode is what the container sees for /etc.
     if (::mkdirat(upperfd, "etc", 0755) != 0 && errno != EEXIST)
         throw_errno("can't create /etc in the writable layer");
@@ -90,7 +88,9 @@ bool write_upper_ld_cache(int lowerfd, int upperfd, const std::vector<image::LdC
     const Fd dir = open_at(upperfd, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW);
     const Fd out =
         open_at(dir.get(), "ld.so.cache", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
-    write_all(out.get(), cache, "/etc/ld.so.cache in the writable layer");
+    for (const std::string_view part :
+         {std::string_view(cache.head), cache.kept, std::string_view(cache.tail)})
+        write_all(out.get(), part, "/etc/ld.so.cache in the writable layer");
     return true;
 }
 
@@ -107,20 +107,43 @@ void unlink_ld_cache_symlink(int rootfd) {
 }
 
 std::optional<std::string> read_image_ld_cache(int rootfd) {
-    const Fd p = resolve_in_root(rootfd, "/etc/ld.so.cache");
-    if (!p)
-        return std::nullopt;
+    // The usual case, a regular file in a directory, opened directly (this
+    // runs at every --inject start): O_NOFOLLOW on both names keeps the walk
+    // inside the root, and nothing but a regular file is opened (a device
+    // could do something when opened). A symlink on the way takes the walk
+    // that resolves it inside the root, and a second open.
+    Fd f;
+    if (const Fd etc = try_open_at(rootfd, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW)) {
+        struct stat st {};
+
+        if (::fstatat(etc.get(), "ld.so.cache", &st, AT_SYMLINK_NOFOLLOW) != 0)
+            return std::nullopt;
+        if (S_ISREG(st.st_mode))
+            f = try_open_at(etc.get(), "ld.so.cache",
+                            O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+        else if (!S_ISLNK(st.st_mode))
+            return std::nullopt;
+    } else if (errno != ENOTDIR) {
+        return std::nullopt; // no /etc
+    }
+    if (!f) {
+        const Fd p = resolve_in_root(rootfd, "/etc/ld.so.cache");
+        if (!p)
+            return std::nullopt;
+        f = try_open_at(AT_FDCWD, p.proc_path(), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+        if (!f)
+            return std::nullopt;
+    }
 
     struct stat st {};
 
-    if (::fstat(p.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode))
         return std::nullopt;
     if (static_cast<std::uint64_t>(st.st_size) > image::ld_cache_max_bytes) {
         log::warning("ignoring the image's /etc/ld.so.cache: larger than ",
                      image::ld_cache_max_bytes, " bytes");
         return std::nullopt;
     }
-    const Fd f = open_at(AT_FDCWD, p.proc_path(), O_RDONLY | O_NONBLOCK | O_NOCTTY);
     return read_all(f.get(), "the image's /etc/ld.so.cache", image::ld_cache_max_bytes);
 }
 

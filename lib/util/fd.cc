@@ -80,26 +80,39 @@ std::string read_all(int fd, std::string_view what, std::size_t max_bytes) {
 
     struct stat st {};
 
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+    const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (regular && st.st_size > 0)
         chunk = static_cast<std::size_t>(
                     std::min<std::uint64_t>(static_cast<std::uint64_t>(st.st_size), max_bytes)) +
                 1;
     std::string out;
+    bool came_short = false;
     while (true) {
         const std::size_t at = out.size();
-        out.resize(at + chunk);
-        const ssize_t n = ::read(fd, out.data() + at, chunk);
+        // After a short read of a regular file (all that fstat promised) the
+        // read that finds the end goes to a small buffer: growing the string for it would
+        // copy the whole file.
+        char probe[512];
+        const bool probing = came_short;
+        if (!probing)
+            out.resize(at + chunk);
+        const ssize_t n =
+            probing ? ::read(fd, probe, sizeof probe) : ::read(fd, out.data() + at, chunk);
         if (n < 0) {
             out.resize(at);
             if (errno == EINTR)
                 continue;
             throw_errno("can't read ", what);
         }
-        out.resize(at + static_cast<std::size_t>(n));
+        if (probing)
+            out.append(probe, static_cast<std::size_t>(n));
+        else
+            out.resize(at + static_cast<std::size_t>(n));
         if (n == 0)
             return out;
         if (out.size() > max_bytes)
             fail("can't read ", what, ": more than the ", max_bytes, " bytes allowed");
+        came_short = regular && !probing && static_cast<std::size_t>(n) < chunk;
         chunk = 8192;
     }
 }

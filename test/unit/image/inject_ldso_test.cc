@@ -141,6 +141,56 @@ TEST_CASE("a generated cache is one glibc's ldconfig reads, and ours come first"
     CHECK(out.find("libz.so.1 (libc6,x86-64) => /lib") == std::string::npos);
 }
 
+TEST_CASE("splice_ld_cache: the image's strings kept in place, the same cache as a full merge") {
+    // This host's cache, and the compat format (an old table first: the new
+    // one's strings count from its own header), with two of ours, one of
+    // them replacing an image entry.
+    TempDir t;
+    std::vector<std::string> images = {host_cache()};
+    if (std::system(
+            cat("/sbin/ldconfig -c compat -C ", (t / "c").string(), " 2>/dev/null").c_str()) == 0)
+        images.push_back(read_file(t / "c"));
+    std::vector<LdCacheRef> ours = {
+        {"libz.so.1", "/ch/inject/0/libz.so.1.2.13", 0x0303, 0},
+        {"libinjected.so.3", "/ch/inject/1/libinjected.so.3", 0x0303, 0}};
+    std::sort(ours.begin(), ours.end(), ld_cache_before);
+    for (const auto& image : images) {
+        const auto theirs = parse_ld_cache_refs(image);
+        const LdCacheSplice sp = splice_ld_cache(ours, theirs, image);
+        // Only ours were copied; the image's bytes after its entries are kept whole.
+        CHECK(sp.tail.size() < 100);
+        CHECK(sp.kept.size() > image.size() / 2);
+        const auto got = parse_ld_cache(sp.str());
+        const auto want = parse_ld_cache(make_ld_cache_merged(ours, theirs, Merge::replace));
+        REQUIRE(got.size() == want.size());
+        for (std::size_t i = 0; i < got.size(); i++) {
+            CHECK(got[i].key == want[i].key);
+            CHECK(got[i].value == want[i].value);
+            CHECK(got[i].flags == want[i].flags);
+        }
+        spit(t / "spliced", sp.str());
+        const std::string cmd = cat("/sbin/ldconfig -p -C ", (t / "spliced").string(), " > ",
+                                    (t / "out").string(), " 2>&1");
+        REQUIRE(std::system(cmd.c_str()) == 0);
+        const std::string out = read_file(t / "out");
+        CHECK(out.find("libz.so.1 (libc6,x86-64) => /ch/inject/0/libz.so.1.2.13") !=
+              std::string::npos);
+        CHECK(out.find("libz.so.1 (libc6,x86-64) => /lib") == std::string::npos);
+        CHECK(out.find("libc.so.6 (libc6,x86-64") != std::string::npos);
+    }
+    // A string that points into the image's own entries (no ldconfig writes
+    // that) is copied, not referred to where the new entries now are.
+    std::string odd = make_ld_cache({{"liba.so.1", "/a/liba.so.1", 0x0303, 0}});
+    const std::uint32_t into_header = 0; // "glibc-ld.so.cache1.1" and what follows
+    std::memcpy(odd.data() + 48 + 8, &into_header, 4);
+    const auto theirs = parse_ld_cache_refs(odd);
+    REQUIRE(theirs.size() == 1);
+    const auto got = parse_ld_cache(splice_ld_cache({}, theirs, odd).str());
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].value == theirs[0].value);
+    CHECK(got[0].key == "liba.so.1");
+}
+
 TEST_CASE("the compat format (old table, then the new) parses") {
     TempDir t;
     const std::string cmd = cat("/sbin/ldconfig -c compat -C ", (t / "c").string(), " 2>/dev/null");
