@@ -334,7 +334,33 @@ std::optional<std::uint64_t> mount_id(int fd) {
     return mount_id_from_fdinfo(fd);
 }
 
+namespace {
+
+// Absolute with no "", "." or ".." component and no trailing "/" (what
+// configuration files and command lines nearly always give): normalize_abs
+// returns it as it is, with no split and join (ch-run --inject normalises
+// every injected path at each start).
+bool is_normal_abs(std::string_view p) {
+    if (p.empty() || p[0] != '/')
+        return false;
+    if (p.size() == 1)
+        return true;
+    for (std::size_t at = 1;;) {
+        const std::size_t end = p.find('/', at);
+        const std::string_view c = p.substr(at, end == std::string_view::npos ? end : end - at);
+        if (c.empty() || c == "." || c == "..")
+            return false;
+        if (end == std::string_view::npos)
+            return true;
+        at = end + 1;
+    }
+}
+
+} // namespace
+
 std::string normalize_abs(std::string_view path) {
+    if (is_normal_abs(path))
+        return std::string(path);
     std::vector<std::string> out;
     for (auto& c : components(path)) {
         if (c == "..") {

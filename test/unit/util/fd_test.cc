@@ -119,6 +119,16 @@ TEST_SUITE("util/fd") {
         CHECK(ch::normalize_abs("//a/./b/../c/") == "/a/c");
         CHECK(ch::normalize_abs("../../x") == "/x");
         CHECK(ch::normalize_abs("") == "/");
+        // Already normal: as it is (the fast way); else as above.
+        CHECK(ch::normalize_abs("/") == "/");
+        CHECK(ch::normalize_abs("/usr/lib/libz.so.1") == "/usr/lib/libz.so.1");
+        CHECK(ch::normalize_abs("/a.b/..c/...") == "/a.b/..c/...");
+        CHECK(ch::normalize_abs("/a/") == "/a");
+        CHECK(ch::normalize_abs("/a//b") == "/a/b");
+        CHECK(ch::normalize_abs("/a/.") == "/a");
+        CHECK(ch::normalize_abs("/a/..") == "/");
+        CHECK(ch::normalize_abs("/..") == "/");
+        CHECK(ch::normalize_abs("a/b") == "/a/b");
     }
 
     TEST_CASE("fd: every descriptor is close-on-exec") {
