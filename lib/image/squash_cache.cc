@@ -214,6 +214,14 @@ bool BlockCache::has(const BlockKey& key) {
     return slots_.count(key) != 0;
 }
 
+std::shared_ptr<const Block> BlockCache::peek(const BlockKey& key) {
+    const std::lock_guard<std::mutex> lock(mu_);
+    const auto it = slots_.find(key);
+    if (it == slots_.end() || it->second.entry->state != Entry::State::ready)
+        return nullptr;
+    return it->second.entry->block;
+}
+
 std::size_t BlockCache::bytes() {
     const std::lock_guard<std::mutex> lock(mu_);
     return bytes_;

@@ -128,6 +128,9 @@ public:
     // Whether the block is cached or being loaded.
     bool has(const BlockKey& key);
 
+    // The block if it is cached and loaded; never loads, never waits.
+    std::shared_ptr<const Block> peek(const BlockKey& key);
+
     // Bytes of the buffers the cache holds now (never more than max_bytes
     // once no block is loading, except a single block larger than it).
     std::size_t bytes();

@@ -9,8 +9,9 @@
 // probably want next.
 //
 // Start-up cost: `ch-run IMG.sqfs -- /bin/true` asks this server for about
-// 30 lookups and reads, and 15 blocks of 128 KiB must be inflated whatever
-// we do (the pages that the loader and libc touch lie in them; a smaller
+// 30 lookups and reads (45 requests in all, 59 before reads left the rest
+// of their blocks in the page cache: PageFiller), and 15 blocks of 128 KiB
+// must be inflated whatever we do (the pages that the loader and libc touch lie in them; a smaller
 // read-ahead made more reads, not fewer blocks). What is left to save is
 // everything around it, so on a machine where every CPU is busy the whole
 // start costs less CPU time (measured with `make bench`'s squashrun and
@@ -31,10 +32,12 @@
 #define FUSE_USE_VERSION 312
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <list>
 #include <map>
 #include <memory>
@@ -233,6 +236,106 @@ private:
     std::list<fuse_ino_t> lru_; // most recently used first
 };
 
+// Stores what reads leave of the blocks they inflated (fill_ranges) in the
+// kernel's page cache: `ch-run IMG.sqfs -- /bin/true` then asks about 45
+// things instead of 59, for 4% less CPU time, with both CPUs of a small
+// node busy too. On a thread of its own, started at the first piece: a
+// store waits for pages that another read has locked until that read is
+// answered, which a serving thread must stay free to do. At most
+// server_fill_queue pieces wait (block keys: a block dropped from the
+// cache meanwhile is skipped); more are dropped, as they only save requests. The store of a node
+// the kernel has forgotten fails (ENOENT), harmlessly.
+class PageFiller {
+public:
+    struct Piece {
+        fuse_ino_t node = 0;
+        std::uint64_t off = 0; // in the file
+        BlockKey key;          // found in the cache when stored, or skipped
+        std::size_t at = 0;    // in the block
+        std::size_t len = 0;
+    };
+
+    explicit PageFiller(std::shared_ptr<squash::BlockCache> cache)
+        : cache_(std::move(cache)) {}
+
+    PageFiller(const PageFiller&) = delete;
+    PageFiller& operator=(const PageFiller&) = delete;
+
+    ~PageFiller() { stop(); }
+
+    void attach(fuse_session* se) {
+        const std::lock_guard<std::mutex> lock(mu_);
+        se_ = se;
+    }
+
+    // Never throws: a piece that can't be queued is dropped.
+    void add(Piece p) noexcept {
+        try {
+            const std::lock_guard<std::mutex> lock(mu_);
+            if (se_ == nullptr || stopping_ || p.len == 0 || queue_.size() >= server_fill_queue)
+                return;
+            if (!started_) {
+                thread_ = std::thread([this] { run(); });
+                started_ = true;
+            }
+            queue_.push_back(std::move(p));
+            cv_.notify_one();
+        } catch (...) {
+        }
+    }
+
+    // Drops what is queued and waits for the thread.
+    void stop() {
+        {
+            const std::lock_guard<std::mutex> lock(mu_);
+            stopping_ = true;
+            queue_.clear();
+        }
+        cv_.notify_all();
+        if (thread_.joinable())
+            thread_.join();
+    }
+
+    std::uint64_t stored() const { return stored_; }
+
+private:
+    void run() noexcept {
+        for (;;) {
+            Piece p;
+            {
+                std::unique_lock<std::mutex> lock(mu_);
+                cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+                if (stopping_)
+                    return;
+                p = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            // Not held while queued: memory stays what the cache bounds.
+            const auto block = cache_->peek(p.key);
+            if (!block || p.at > block->size || p.len > block->size - p.at)
+                continue;
+            fuse_bufvec bv{};
+            bv.count = 1;
+            bv.buf[0].size = p.len;
+            bv.buf[0].fd = -1;
+            bv.buf[0].mem = block->data.get() + p.at;
+            if (fuse_lowlevel_notify_store(se_, p.node, static_cast<off_t>(p.off), &bv,
+                                           fuse_buf_copy_flags{}) == 0)
+                stored_ += p.len;
+        }
+    }
+
+    const std::shared_ptr<squash::BlockCache> cache_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Piece> queue_;
+    std::thread thread_;
+    fuse_session* se_ = nullptr;
+    bool started_ = false;
+    bool stopping_ = false;
+    std::atomic<std::uint64_t> stored_{0};
+};
+
 struct Server {
     Server(std::shared_ptr<const squash::Image> image, const ServeOptions& opts, unsigned threads,
            unsigned prefetchers)
@@ -254,7 +357,8 @@ struct Server {
         , zeros(img->block_size())
         , uid(opts.uid)
         , gid(opts.gid)
-        , prefetch_threads(prefetchers) {}
+        , prefetch_threads(prefetchers)
+        , filler(blocks) {}
 
     std::shared_ptr<const squash::Image> img;
     Pool pool;
@@ -266,7 +370,8 @@ struct Server {
     uid_t uid;
     gid_t gid;
     unsigned prefetch_threads;
-    bool no_open = false;                   // the kernel opens files without asking (op_init)
+    bool no_open = false; // the kernel opens files without asking (op_init)
+    PageFiller filler;
     std::atomic<std::uint64_t> requests{0}; // answered, for -v
 };
 
@@ -492,14 +597,35 @@ std::size_t prefetch_blocks(std::uint32_t block_size, unsigned prefetchers) {
                                  std::size_t{2} * prefetchers);
 }
 
+} // namespace
+
+std::vector<FillRange> fill_ranges(std::uint64_t off, std::size_t len, std::uint64_t file_size,
+                                   std::uint32_t block_size) {
+    std::vector<FillRange> out;
+    if (len == 0 || block_size == 0 || off >= file_size || len > file_size - off)
+        return out;
+    const std::uint64_t end = off + len;
+    const std::uint64_t first_start = off / block_size * block_size;
+    if (off > first_start)
+        out.push_back({true, first_start, static_cast<std::size_t>(off - first_start)});
+    const std::uint64_t last_end = std::min(file_size, ((end - 1) / block_size + 1) * block_size);
+    if (end < last_end)
+        out.push_back({false, end, static_cast<std::size_t>(last_end - end)});
+    return out;
+}
+
+namespace {
+
 // Replies straight from the cached blocks (the kernel copies from them into
 // the page cache: no copy of ours in between).
 void op_read(fuse_req_t req, fuse_ino_t node, std::size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
         Server& s = server_of(req);
         std::shared_ptr<const OpenFile> cached; // no-open: no handle
+        bool first_read = false;
         if (fi->fh == 0)
             cached = s.files.get(node, [&] {
+                first_read = true;
                 auto f = std::make_shared<OpenFile>();
                 Lease l(s.pool);
                 f->in = get_inode(s, l.inf(), node);
@@ -556,6 +682,35 @@ void op_read(fuse_req_t req, fuse_ino_t node, std::size_t size, off_t off, fuse_
             held.push_back(std::move(b));
         }
         fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+        // Answered: nothing after this may throw into guarded(), which
+        // would answer again.
+        try {
+            for (const FillRange& r : fill_ranges(static_cast<std::uint64_t>(off), want,
+                                                  static_cast<std::uint64_t>(file_size), bs)) {
+                const squash::FileSpan& sp = r.first ? spans.front() : spans.back();
+                if (sp.hole)
+                    continue;
+                // Where the range lies in the block: before the read's bytes
+                // there, or after them.
+                if (r.first && r.len > sp.at)
+                    continue;
+                const std::size_t at = r.first ? sp.at - r.len : sp.at + sp.len;
+                s.filler.add({node, r.off, sp.key, at, r.len});
+            }
+            // A file's first read (as far as the server remembers): its
+            // other blocks inflated already (ahead of the first program,
+            // squash_warm.hh) go to the page cache whole.
+            const std::uint64_t first = static_cast<std::uint64_t>(off) / bs;
+            const std::uint64_t last = first + spans.size() - 1;
+            for (std::uint64_t j = 0; first_read && j < f.layout.count(); j++) {
+                const BlockKey k = f.layout.block(j);
+                if (k.hdr != 0 && (j < first || j > last) && s.blocks->has(k))
+                    s.filler.add({node, j * bs, k, 0,
+                                  static_cast<std::size_t>(std::min<std::uint64_t>(
+                                      bs, static_cast<std::uint64_t>(file_size) - j * bs))});
+            }
+        } catch (...) { // only requests saved are lost
+        }
         return 0;
     });
 }
@@ -1010,8 +1165,10 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
     // mount went away with its namespace. All threads read the one
     // descriptor (no clone_fd: it reopens /dev/fuse, which this user may not
     // be allowed to).
+    s.filler.attach(se.get());
     Loop loop(se.get(), threads);
     const int rc = loop.run();
+    s.filler.stop();
 
     // The peak for make bench (squashrun), and for anyone who wonders.
     struct rusage ru {};
@@ -1019,8 +1176,9 @@ void serve(SquashFile& file, const std::function<Fd()>& receive_device, const Se
     ::getrusage(RUSAGE_SELF, &ru);
     log::verbose("FUSE server for ", impl.path.string(), " done (", rc, "); ", s.requests.load(),
                  " requests, ", loop.threads(), " threads, inflated ", s.blocks->loads(),
-                 " data blocks (", warmer.blocks(), " ahead of the first program)",
-                 "; peak resident memory ", ru.ru_maxrss, " KiB");
+                 " data blocks (", warmer.blocks(), " ahead of the first program), stored ",
+                 s.filler.stored() / 1024, " KiB in the page cache", "; peak resident memory ",
+                 ru.ru_maxrss, " KiB");
 }
 
 } // namespace ch::image

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -52,6 +53,26 @@ constexpr std::int64_t readdir_offset_after(std::int64_t listing_offset) {
 constexpr std::int64_t listing_offset_of(std::int64_t readdir_offset) {
     return readdir_offset <= after_dotdot ? 0 : readdir_offset - 2;
 }
+
+// What a read of [off, off + len) (len > 0, off + len <= file_size) leaves
+// of the first and the last block it touched, blocks being block_size bytes
+// and the last one ending at file_size: the bytes before the read in its
+// first block, and after it in its last. The server stores them in the
+// kernel's page cache (FUSE_NOTIFY_STORE), as it has inflated those blocks
+// whole anyway: the page faults that follow into the same blocks (the
+// loader's into libc, say) then find them there and need no request.
+struct FillRange {
+    bool first = true;     // in the read's first block (else its last)
+    std::uint64_t off = 0; // in the file
+    std::size_t len = 0;   // never 0
+};
+
+std::vector<FillRange> fill_ranges(std::uint64_t off, std::size_t len, std::uint64_t file_size,
+                                   std::uint32_t block_size);
+
+// Pieces waiting to be stored in the page cache, at most (a few reads'
+// worth, and a file's blocks already inflated on its first read).
+constexpr std::size_t server_fill_queue = 64;
 
 // The server's cache of inflated data and fragment blocks, and the image's
 // cache of metadata blocks (squash_image.hh), in bytes. With the tables the

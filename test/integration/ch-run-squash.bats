@@ -126,6 +126,23 @@ EOF
     wait_until 10 no_server "$mnt"
 }
 
+@test 'ch-run-squash: what reads leave of their blocks goes to the page cache, and reads right' {
+    # Scattered 4 KiB reads of an 8 MiB file: the kernel's windows straddle
+    # blocks, and the server stores the rest of each block it inflated.
+    local f=data/big/random-11 o sums=
+    [[ -f $ch_img/data/$f ]]
+    for o in 0 5000 131000 262100 1000000 3000001 5242880 8388000; do
+        sums+="$(tail -c +$((o + 1)) "$ch_img/data/$f" | head -c 4096 | sha256sum | cut -c1-64)"$'\n'
+    done
+    "$ch_bin/ch-run" -v -m "$mnt" "$ch_data" -- /bin/sh -c \
+        "for o in 0 5000 131000 262100 1000000 3000001 5242880 8388000; do
+             tail -c +\$((o + 1)) /$f | head -c 4096 | sha256sum | cut -c1-64
+         done" > "$out/sums" 2> "$out/err"
+    wait_until 10 no_server "$mnt"
+    diff -u <(printf '%s' "$sums") "$out/sums"
+    grep -E 'stored [1-9][0-9]* KiB in the page cache' "$out/err"
+}
+
 @test 'ch-run-squash: a background process keeps reading after the command exits' {
     local want
     want=$(sha256sum < "$ch_busybox/bin/busybox")

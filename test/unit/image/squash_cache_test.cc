@@ -90,6 +90,31 @@ TEST_SUITE("image") {
         CHECK(good == 8);
     }
 
+    TEST_CASE("squash_cache: peek gives a loaded block, never loads and never waits") {
+        BlockCache c(1 << 20);
+        Counting n;
+        CHECK(c.peek({1, 1}) == nullptr);
+        CHECK(n.calls == 0);
+        const auto b = c.get({1, 1}, 1024, n.loader());
+        CHECK(c.peek({1, 1}) == b);
+        // A block being loaded by another thread: not yet.
+        std::atomic<bool> go{false};
+        std::thread t([&] {
+            static_cast<void>(c.get({2, 1}, 1024, [&](const BlockKey&, Block& out) {
+                while (!go)
+                    std::this_thread::yield();
+                out.size = out.cap;
+            }));
+        });
+        while (!c.has({2, 1}))
+            std::this_thread::yield();
+        CHECK(c.peek({2, 1}) == nullptr);
+        go = true;
+        t.join();
+        CHECK(c.peek({2, 1}) != nullptr);
+        CHECK(n.calls == 1);
+    }
+
     TEST_CASE("squash_cache: a failed load reaches every waiter and is not cached") {
         BlockCache c(1 << 20);
         int calls = 0;

@@ -55,6 +55,39 @@ TEST_SUITE("image") {
         CHECK(readdir_offset_after(1) > after_dotdot);
     }
 
+    TEST_CASE("squash_serve: fill_ranges, what a read leaves of its first and last blocks") {
+        using R = std::vector<FillRange>;
+        const auto eq = [](const R& a, const R& b) {
+            if (a.size() != b.size())
+                return false;
+            for (std::size_t i = 0; i < a.size(); i++)
+                if (a[i].first != b[i].first || a[i].off != b[i].off || a[i].len != b[i].len)
+                    return false;
+            return true;
+        };
+        const std::uint32_t bs = 128 << 10;
+        // Whole blocks: nothing left.
+        CHECK(fill_ranges(0, bs, 10 * bs, bs).empty());
+        CHECK(fill_ranges(bs, 2 * bs, 10 * bs, bs).empty());
+        // A window across two blocks: the first's start, the last's end.
+        CHECK(eq(fill_ranges(64 << 10, bs, 10 * bs, bs),
+                 R{{true, 0, 64 << 10}, {false, (64 << 10) + bs, 64 << 10}}));
+        // Inside one block: both sides of it.
+        CHECK(
+            eq(fill_ranges(4096, 4096, 10 * bs, bs), R{{true, 0, 4096}, {false, 8192, bs - 8192}}));
+        // The last block ends at the file's end.
+        CHECK(eq(fill_ranges(bs + 100, 50, bs + 1000, bs),
+                 R{{true, bs, 100}, {false, bs + 150, 850}}));
+        CHECK(fill_ranges(bs, 1000, bs + 1000, bs).empty());
+        // A file smaller than a block.
+        CHECK(eq(fill_ranges(10, 10, 30, bs), R{{true, 0, 10}, {false, 20, 10}}));
+        // Nothing asked, or past the end: nothing.
+        CHECK(fill_ranges(0, 0, 30, bs).empty());
+        CHECK(fill_ranges(30, 1, 30, bs).empty());
+        CHECK(fill_ranges(20, 20, 30, bs).empty());
+        CHECK(fill_ranges(UINT64_MAX - 1, 1, UINT64_MAX, bs).empty() == false);
+    }
+
     TEST_CASE("squash_serve: default thread count") {
         CHECK(default_server_threads(1) == 4);
         CHECK(default_server_threads(2) == 4);
