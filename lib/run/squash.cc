@@ -160,17 +160,25 @@ SquashServer SquashServer::start(image::SquashFile& file, uid_t uid, gid_t gid,
         ::_exit(server < 0 ? 1 : 0);
     }
     theirs.reset();
+    return {std::move(mine), file.path(), child};
+}
+
+bool SquashServer::reap_helper() noexcept {
+    if (helper_ < 0)
+        return true;
     int st = 0;
-    while (::waitpid(child, &st, 0) < 0)
-        if (errno != EINTR)
-            throw_errno_code(Exit::squash, what);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        throw Error(cat(what, ": can't fork"), Exit::squash);
-    return {std::move(mine), file.path()};
+    pid_t r = 0;
+    while ((r = ::waitpid(helper_, &st, 0)) < 0 && errno == EINTR) {
+    }
+    helper_ = -1;
+    return r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 void SquashServer::hand_over(Fd fuse_dev) {
     const std::string what = cat("can't mount ", image_.string());
+    if (!reap_helper())
+        throw Error(cat("can't start the FUSE server for ", image_.string(), ": can't fork"),
+                    Exit::squash);
     try {
         send_fd(sock_.get(), fuse_dev.get());
     } catch (Error& e) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <filesystem>
+#include <utility>
 
 #include <sys/types.h>
 
@@ -47,13 +48,31 @@ public:
     // answer to FUSE_INIT. Throws Error (Exit::squash).
     void hand_over(Fd fuse_dev);
 
+    SquashServer(SquashServer&& o) noexcept
+        : sock_(std::move(o.sock_))
+        , image_(std::move(o.image_))
+        , helper_(std::exchange(o.helper_, -1)) {}
+
+    SquashServer& operator=(SquashServer&&) = delete;
+
+    ~SquashServer() { reap_helper(); }
+
 private:
-    SquashServer(Fd sock, fs::path image)
+    SquashServer(Fd sock, fs::path image, pid_t helper)
         : sock_(std::move(sock))
-        , image_(std::move(image)) {}
+        , image_(std::move(image))
+        , helper_(helper) {}
+
+    // The child that forks the server and exits, waited for here rather than
+    // in start(): ch-run builds the container meanwhile (that fork copies
+    // ch-run, and on a busy node the child may wait for a CPU). Reaped before
+    // ch-run becomes the command, whose child it must not be. True if it
+    // forked the server.
+    bool reap_helper() noexcept;
 
     Fd sock_;
     fs::path image_;
+    pid_t helper_ = -1;
 };
 
 } // namespace ch::run
