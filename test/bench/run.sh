@@ -37,7 +37,9 @@
 # best and median for the few long runs); "cpu" is user+system time of every
 # process of the run, including any it left behind such as a FUSE server
 # (timeit.c reaps them), which other load on the machine disturbs far less
-# than wall time. The commands compared run round-robin (A B C A B C ...), and
+# than wall time. The commands compared run round-robin, each round in the
+# reverse order of the last (A B C C B A ...: what one run leaves the kernel
+# to do slows the next, timeit.c says how much), and
 # ratios and differences are taken per round, then summarised the same way, so
 # a noisy machine slows both sides alike. PASS/MISS compares the median with
 # the project's goal; it is information, not a test: the exit status is 0

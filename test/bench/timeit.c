@@ -4,8 +4,14 @@
  *   timeit ROUNDS WARMUP [-b SHELL-CMD] -- NAME CMD [ARG...] [:: NAME CMD [ARG...]]...
  *
  * Runs WARMUP rounds, then ROUNDS rounds, each round starting every command
- * once in the order given (A B C A B C ...), so drift in the machine's load
- * hits all commands alike. A run's wall time is CLOCK_MONOTONIC from just
+ * once, in the order given and then the reverse (A B C, C B A, A B C, ...),
+ * so drift in the machine's load hits all commands alike, and each follows
+ * the others as often as they follow it: what a run leaves the kernel to do
+ * after it (a FUSE mount's teardown, freed page cache) slows whatever runs
+ * next. On a node with both CPUs busy, our ch-run IMG.sqfs took 5% longer
+ * right after Charliecloud's than right after itself, and Charliecloud's 1%
+ * longer after ours than after itself: in a fixed order, whoever always
+ * came second paid for the other. A run's wall time is CLOCK_MONOTONIC from just
  * before posix_spawn to just after wait4 returns; the spawn overhead is the
  * same for every command and cancels in differences. The children's stdout
  * and stderr go to /dev/null; stdin is /dev/null too.
@@ -182,10 +188,12 @@ int main(int argc, char** argv) {
         return 2;
     }
     for (long r = -warmup; r < rounds; r++)
-        for (int k = 0; k < ncmd; k++)
+        for (int i = 0; i < ncmd; i++) {
+            const int k = (r + warmup) % 2 == 0 ? i : ncmd - 1 - i;
             if ((before[2] != NULL && run_one(&prep, -1, &fa) != 0) ||
                 run_one(&cmds[k], r < 0 ? -1 : r, &fa) != 0)
                 return 1;
+        }
     if (fflush(stdout) != 0) {
         perror("timeit: can't write results");
         return 1;
