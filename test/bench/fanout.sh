@@ -11,7 +11,8 @@
 #   cc-dir, cc-sqfs, cc-sqfs-nojoin   the same with Charliecloud 0.31
 # The image is the MPI test image (Debian 12 with Open MPI, fixtures/mpi-image.sh:
 # dynamically linked /bin/true and sleep, as real applications are). The
-# commands of one (N, CMD) group run round-robin, CH_BENCH_FANOUT_ROUNDS rounds
+# commands of one (N, CMD) group run round-robin, every other round in
+# reverse order, CH_BENCH_FANOUT_ROUNDS rounds
 # (default 5) after one warm-up round, as the unprivileged CH_BENCH_USER (as
 # root; the daemons are root's). A run that fails (Charliecloud's --join
 # loses a race when ranks exit at once) is counted and left out.
@@ -83,14 +84,25 @@ run_group() { # run_group N CMD... -> prints the result file's path
         echo '  [[ $name != cc-* ]] || rm -f "/dev/shm/ch-run_shm-$step" "/dev/shm/sem.ch-run_sem-$step"'
         echo '  step=$((step + 1))'
         echo '  echo "$name $r $(awk -v a="$t0" -v b="$t1" "BEGIN{printf \"%.6f\", b-a}") $rc"; }'
+        local runs=(
+            "run plain \$r srun --overlap -n $n $cmd"
+            "run ours-dir \$r srun --overlap -n $n $ours ${ours_join[*]} $mpi_dir -- $cmd"
+            "run ours-sqfs \$r srun --overlap -n $n $ours ${ours_join[*]} -m $mnt_ours $mpi_sqfs -- $cmd"
+            "run ours-sqfs-nojoin \$r srun --overlap -n $n $ours -m $mnt_ours $mpi_sqfs -- $cmd"
+            "run cc-dir \$r srun --overlap -n $n $peer --join $mpi_dir -- $cmd"
+            "run cc-sqfs \$r srun --overlap -n $n $peer --join -m $mnt_cc $mpi_sqfs -- $cmd"
+            "run cc-sqfs-nojoin \$r srun --overlap -n $n $peer -m $mnt_cc $mpi_sqfs -- $cmd"
+        )
+        local i
+        # Every other round in reverse, as timeit.c does: a step's teardown
+        # slows the next one, and in a fixed order the same command would
+        # always pay for the same other.
         echo "for r in \$(seq 0 $rounds); do"
-        echo "  run plain \$r srun --overlap -n $n $cmd"
-        echo "  run ours-dir \$r srun --overlap -n $n $ours ${ours_join[*]} $mpi_dir -- $cmd"
-        echo "  run ours-sqfs \$r srun --overlap -n $n $ours ${ours_join[*]} -m $mnt_ours $mpi_sqfs -- $cmd"
-        echo "  run ours-sqfs-nojoin \$r srun --overlap -n $n $ours -m $mnt_ours $mpi_sqfs -- $cmd"
-        echo "  run cc-dir \$r srun --overlap -n $n $peer --join $mpi_dir -- $cmd"
-        echo "  run cc-sqfs \$r srun --overlap -n $n $peer --join -m $mnt_cc $mpi_sqfs -- $cmd"
-        echo "  run cc-sqfs-nojoin \$r srun --overlap -n $n $peer -m $mnt_cc $mpi_sqfs -- $cmd"
+        echo "  if ((r % 2 == 0)); then"
+        for ((i = 0; i < ${#runs[@]}; i++)); do echo "    ${runs[i]}"; done
+        echo "  else"
+        for ((i = ${#runs[@]} - 1; i >= 0; i--)); do echo "    ${runs[i]}"; done
+        echo "  fi"
         echo "done"
     } >"$script"
     chmod 0644 "$script"
