@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "run/apply.hh"
+#include "util/cpus.hh"
 #include "util/error.hh"
 #include "util/log.hh"
 
@@ -479,6 +480,9 @@ void JoinGroup::publish_ready() {
     sh.mnt_ino = mino;
     sh.joined = 1;
     if (sh.count > 1) {
+        // Every peer waits for this: on a busy node, the holder starts on
+        // this CPU (ForkOnThisCpu).
+        ForkOnThisCpu on_this_cpu;
         // ch-run is single-threaded, so the children may do anything.
         const pid_t child = ::fork();
         if (child < 0)
@@ -486,6 +490,7 @@ void JoinGroup::publish_ready() {
         if (child == 0) {
             const pid_t holder = ::fork();
             if (holder == 0) {
+                on_this_cpu.restore();
                 const int dir = dir_.get();
                 const auto deadline = Clock::now() + milliseconds(sh.timeout_ms);
                 try {
@@ -526,6 +531,7 @@ void JoinGroup::publish_ready() {
         while (::waitpid(child, &st, 0) < 0)
             if (errno != EINTR)
                 throw_errno("can't start the join holder");
+        on_this_cpu.restore();
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || sh.holder_pid.load() <= 0)
             fail("can't start the join holder: can't fork");
         log::debug("join: holder pid ", sh.holder_pid.load());

@@ -21,11 +21,11 @@ unsigned usable_cpus() {
     return n > 0 ? static_cast<unsigned>(n) : 1;
 }
 
-bool idle_cpu_left(unsigned running, unsigned online) {
-    return running > 0 && running <= online + 1;
+bool idle_cpu_left(unsigned running, unsigned online, unsigned beside) {
+    return running > 0 && running <= online + beside;
 }
 
-bool node_has_idle_cpu() {
+bool node_has_idle_cpu(unsigned beside) {
     // "0.52 0.61 0.81 2/250 12345": the fourth field's first number is how
     // many tasks run or wait to run now.
     unsigned running = 0, total = 0;
@@ -37,7 +37,26 @@ bool node_has_idle_cpu() {
     } catch (const Error&) {
         return false;
     }
-    return idle_cpu_left(running, static_cast<unsigned>(online));
+    return idle_cpu_left(running, static_cast<unsigned>(online), beside);
+}
+
+ForkOnThisCpu::ForkOnThisCpu() {
+    CPU_ZERO(&all_);
+    if (node_has_idle_cpu(0) || ::sched_getaffinity(0, sizeof all_, &all_) != 0)
+        return;
+    const int cpu = ::sched_getcpu();
+    if (cpu < 0)
+        return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned_ = ::sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
+void ForkOnThisCpu::restore() noexcept {
+    if (pinned_)
+        static_cast<void>(::sched_setaffinity(0, sizeof all_, &all_));
+    pinned_ = false;
 }
 
 } // namespace ch

@@ -101,6 +101,26 @@ TEST_SUITE("image") {
         CHECK_FALSE(idle_cpu_left(4, 2)); // and another task
         CHECK_FALSE(idle_cpu_left(0, 2)); // nothing counted: can't tell
         CHECK(idle_cpu_left(64, 64));
+        // Beside no other task (ch-run starting its FUSE server): a CPU that
+        // nothing but the caller runs on.
+        CHECK(idle_cpu_left(2, 2, 0));
+        CHECK_FALSE(idle_cpu_left(3, 2, 0)); // two busy loops and ch-run
+        static_cast<void>(node_has_idle_cpu(0));
+    }
+
+    TEST_CASE("squash_serve: ForkOnThisCpu pins to one CPU at most while it lives") {
+        cpu_set_t before, during, after;
+        REQUIRE(::sched_getaffinity(0, sizeof before, &before) == 0);
+        {
+            const ForkOnThisCpu pin;
+            REQUIRE(::sched_getaffinity(0, sizeof during, &during) == 0);
+            if (pin.pinned())
+                CHECK(CPU_COUNT(&during) == 1);
+            else
+                CHECK(CPU_EQUAL(&during, &before));
+        }
+        REQUIRE(::sched_getaffinity(0, sizeof after, &after) == 0);
+        CHECK(CPU_EQUAL(&after, &before));
         static_cast<void>(node_has_idle_cpu()); // reads /proc/loadavg without failing
     }
 
