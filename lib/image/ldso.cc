@@ -186,15 +186,13 @@ bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b) {
 namespace {
 
 // The entries of a cache merged from a and b (see make_ld_cache_merged), in
-// the order to write them, with the bytes their strings take.
+// the order to write them.
 std::vector<const LdCacheRef*> merge_order(const std::vector<LdCacheRef>& a,
-                                           const std::vector<LdCacheRef>& b, Merge how,
-                                           std::size_t& strings_size) {
+                                           const std::vector<LdCacheRef>& b, Merge how) {
     // Once through the merge, keeping only its order (ch-run does this at
     // every --inject start, for an image cache of hundreds of entries).
     std::vector<const LdCacheRef*> order;
     order.reserve(a.size() + b.size());
-    strings_size = 0;
     const LdCacheRef* last_a = nullptr;
     const auto emit = [&](const LdCacheRef& e) {
         // Of equal entries the first given is the one the loader takes; the
@@ -203,7 +201,6 @@ std::vector<const LdCacheRef*> merge_order(const std::vector<LdCacheRef>& a,
         if (last && last->key == e.key && last->flags == e.flags && last->hwcap == e.hwcap)
             return;
         order.push_back(&e);
-        strings_size += e.key.size() + e.value.size() + 2;
     };
     std::size_t i = 0, j = 0;
     while (i < a.size() || j < b.size()) {
@@ -236,8 +233,10 @@ void put_header(std::string& out, std::size_t n, std::size_t strings_size) {
 
 std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a, const std::vector<LdCacheRef>& b,
                                  Merge how) {
+    const auto order = merge_order(a, b, how);
     std::size_t strings_size = 0;
-    const auto order = merge_order(a, b, how, strings_size);
+    for (const LdCacheRef* e : order)
+        strings_size += e->key.size() + e->value.size() + 2;
     const std::size_t strings_at = new_header_size + order.size() * new_entry_size;
     std::string out;
     out.reserve(strings_at + strings_size); // one allocation, filled in place
@@ -265,8 +264,7 @@ LdCacheSplice splice_ld_cache(const std::vector<LdCacheRef>& ours,
     LdCacheSplice out;
     const std::size_t kept_at = image.empty() ? 0 : cache_layout(image).entries_end();
     out.kept = image.substr(kept_at);
-    std::size_t unused = 0;
-    const auto order = merge_order(ours, theirs, Merge::replace, unused);
+    const auto order = merge_order(ours, theirs, Merge::replace);
     const std::size_t strings_at = new_header_size + order.size() * new_entry_size;
     out.head.resize(strings_at);
     const auto offset = [&](std::string_view str) -> std::uint32_t {

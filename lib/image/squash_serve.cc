@@ -11,8 +11,8 @@
 // Start-up cost: `ch-run IMG.sqfs -- /bin/true` asks this server for about
 // 30 lookups and reads (45 requests in all, 59 before reads left the rest
 // of their blocks in the page cache: PageFiller), and 15 blocks of 128 KiB
-// must be inflated whatever we do (the pages that the loader and libc touch lie in them; a smaller
-// read-ahead made more reads, not fewer blocks). What is left to save is
+// must be inflated whatever we do (the pages that the loader and libc touch
+// lie in them; a smaller read-ahead made more reads, not fewer blocks). What is left to save is
 // everything around it, so on a machine where every CPU is busy the whole
 // start costs less CPU time (measured with `make bench`'s squashrun and
 // perf, in CPU time, the machine being shared): no open or release
@@ -242,9 +242,9 @@ private:
 // node busy too. On a thread of its own, started at the first piece: a
 // store waits for pages that another read has locked until that read is
 // answered, which a serving thread must stay free to do. At most
-// server_fill_queue pieces wait (block keys: a block dropped from the
-// cache meanwhile is skipped); more are dropped, as they only save requests. The store of a node
-// the kernel has forgotten fails (ENOENT), harmlessly.
+// server_fill_queue pieces wait (block keys: a block dropped from the cache
+// meanwhile is skipped); more are dropped, as they only save requests. The
+// store of a node the kernel has forgotten fails (ENOENT), harmlessly.
 class PageFiller {
 public:
     struct Piece {
@@ -699,10 +699,15 @@ void op_read(fuse_req_t req, fuse_ino_t node, std::size_t size, off_t off, fuse_
             }
             // A file's first read (as far as the server remembers): its
             // other blocks inflated already (ahead of the first program,
-            // squash_warm.hh) go to the page cache whole.
+            // squash_warm.hh, which takes at most warm_file_max_bytes of a
+            // file) go to the page cache whole.
             const std::uint64_t first = static_cast<std::uint64_t>(off) / bs;
             const std::uint64_t last = first + spans.size() - 1;
-            for (std::uint64_t j = 0; first_read && j < f.layout.count(); j++) {
+            const std::uint64_t guessed =
+                first_read
+                    ? std::min<std::uint64_t>(f.layout.count(), squash::warm_file_max_bytes / bs)
+                    : 0;
+            for (std::uint64_t j = 0; j < guessed; j++) {
                 const BlockKey k = f.layout.block(j);
                 if (k.hdr != 0 && (j < first || j > last) && s.blocks->has(k))
                     s.filler.add({node, j * bs, k, 0,
