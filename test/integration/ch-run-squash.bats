@@ -143,6 +143,31 @@ EOF
     grep -E 'stored [1-9][0-9]* KiB in the page cache' "$out/err"
 }
 
+@test 'ch-run-squash: pages mapped and read in random orders, by 8 processes at once, are right' {
+    # Whoever faults a page in first, and whatever the server stored around
+    # it, every page must hold what the image holds: 4 processes map every
+    # file of /data and touch its pages in an order of their own, 4 read
+    # them so, all at once. Each must get what the directory twin gives,
+    # and zeros past the end of each file's last page.
+    command -v gcc >/dev/null || skip_env "gcc not found"
+    gcc -O2 -static -o "$out/mmhash" "$BATS_TEST_DIRNAME/fixtures/mmhash.c"
+    (cd "$ch_img/data" && find data -type f -print0 | xargs -0 "$out/mmhash" -r) \
+        | sort -k2 > "$out/want"
+    "$ch_bin/ch-run" -m "$mnt" -b "$out:/mnt/0" "$ch_data" -- /bin/sh -c '
+        cd / && find data -type f > /tmp/files.$$
+        for i in 1 2 3 4 5 6 7 8; do
+            m=-r; [ $((i % 2)) = 0 ] && m=-m
+            shuf /tmp/files.$$ | xargs /mnt/0/mmhash $m | sort -k2 > /mnt/0/got.$i &
+        done
+        wait; rm /tmp/files.$$'
+    wait_until 10 no_server "$mnt"
+    [[ $(wc -l < "$out/want") -gt 2800 ]]
+    local i
+    for i in 1 2 3 4 5 6 7 8; do
+        diff -q "$out/want" "$out/got.$i"
+    done
+}
+
 @test 'ch-run-squash: a background process keeps reading after the command exits' {
     local want
     want=$(sha256sum < "$ch_busybox/bin/busybox")
