@@ -122,6 +122,27 @@ image_state() {
     [[ -L $img/etc/ld.so.cache ]]
 }
 
+@test "inject: an image whose /etc is a symlink gets the cache bound over its file" {
+    # The overlay's upper layer can't hold etc/ld.so.cache in front of a
+    # symlinked /etc, so the generated cache is bound where the link leads,
+    # inside the image; the image keeps its link and its own cache.
+    local img=$BATS_TEST_TMPDIR/img before
+    cp -a "$d/img" "$img"
+    mv "$img/etc" "$img/etc.real"
+    ln -s etc.real "$img/etc"
+    before=$(image_state "$img")
+    run ch-run --inject=chinj "$img" -- "$d/host/bin/chinj-prog"
+    assert_status 0
+    assert_output_has "chinj answer 4242"
+    run ch-run --inject=chinj "$img" -- /bin/sh -c '/sbin/ldconfig -p; while read -r l; do echo "$l"; done < /proc/self/mountinfo'
+    assert_status 0
+    assert_output_has "libchinj.so.1 (libc6,x86-64) => /opt/chinj/lib/libchinj.so.1"
+    assert_output_has "libc.so.6 (libc6,x86-64) => /"
+    assert_output_has " /etc.real/ld.so.cache "
+    [[ -L $img/etc ]]
+    [[ $(image_state "$img") == "$before" ]]
+}
+
 @test "inject: errors" {
     run ch-run --inject=nope "$d/img" -- /bin/sh -c :
     assert_status 64
