@@ -8,21 +8,21 @@
 // threads (Prefetcher, at idle priority) inflate the blocks that reads will
 // probably want next.
 //
-// Start-up cost: `ch-run IMG.sqfs -- /bin/true` asks this server for about
-// 30 lookups and reads (45 requests in all, 59 before reads left the rest
-// of their blocks in the page cache: PageFiller), and 15 blocks of 128 KiB
-// must be inflated whatever we do (the pages that the loader and libc touch
-// lie in them; a smaller read-ahead made more reads, not fewer blocks). What is left to save is
-// everything around it, so on a machine where every CPU is busy the whole
-// start costs less CPU time (measured with `make bench`'s squashrun and
-// perf, in CPU time, the machine being shared): no open or release
-// requests (no-open, op_open), no thread started for a reader that asks one
-// thing at a time (Loop), no guesses inflated on small machines and only at
-// idle priority on larger ones (default_prefetch_threads), block buffers
-// that fault in 2 MiB at a time (BufferArena). And while ch-run builds the
-// container, the loader's and libc's blocks are inflated on the CPU that
-// waits (Warmer, squash_warm.hh): 0.49 of Charliecloud's time became 0.41
-// on a quiet 2-CPU node.
+// Start-up cost: `ch-run IMG.sqfs -- /bin/true` asks this server for about 30
+// lookups and reads (45 requests in all, 59 before reads left the rest of their
+// blocks in the page cache: PageFiller), and 15 blocks of 128 KiB must be
+// inflated whatever we do (the pages that the loader and libc touch lie in
+// them; a smaller read-ahead made more reads, not fewer blocks). What is left
+// to save is everything around it, so on a machine where every CPU is busy the
+// whole start costs less CPU time (measured with `make bench`'s squashrun and
+// perf, in CPU time, the machine being shared): no open or release requests
+// (no-open, op_open), no thread started for a reader that asks one thing at a
+// time (Loop), no guesses inflated on small machines and only at idle priority
+// on larger ones (default_prefetch_threads), block buffers that fault in 2 MiB
+// at a time (BufferArena). And while ch-run builds the container, the loader's
+// and libc's blocks are inflated on the CPU that waits (Warmer,
+// squash_warm.hh): 0.49 of Charliecloud's time became 0.41 on a quiet 2-CPU
+// node.
 //
 // FUSE callbacks are C: nothing may throw through them. guarded() turns an
 // exception into an error reply (a damaged image: EIO), and every operation

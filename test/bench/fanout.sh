@@ -12,9 +12,8 @@
 # The image is the MPI test image (Debian 12 with Open MPI, fixtures/mpi-image.sh:
 # dynamically linked /bin/true and sleep, as real applications are). The
 # commands of one (N, CMD) group run round-robin, every other round in
-# reverse order, CH_BENCH_FANOUT_ROUNDS rounds
-# (default 5) after one warm-up round, as the unprivileged CH_BENCH_USER (as
-# root; the daemons are root's). A run that fails (Charliecloud's --join
+# reverse order, CH_BENCH_FANOUT_ROUNDS rounds (default 5) after one warm-up
+# round, as the unprivileged CH_BENCH_USER (as root; the daemons are root's). A run that fails (Charliecloud's --join
 # loses a race when ranks exit at once) is counted and left out.
 #
 # Printed per group: best and median wall time per command (s), and the ratio

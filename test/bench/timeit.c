@@ -11,10 +11,12 @@
  * next. On a node with both CPUs busy, our ch-run IMG.sqfs took 5% longer
  * right after Charliecloud's than right after itself, and Charliecloud's 1%
  * longer after ours than after itself: in a fixed order, whoever always
- * came second paid for the other. A run's wall time is CLOCK_MONOTONIC from just
- * before posix_spawn to just after wait4 returns; the spawn overhead is the
- * same for every command and cancels in differences. The children's stdout
- * and stderr go to /dev/null; stdin is /dev/null too.
+ * came second paid for the other.
+ *
+ * A run's wall time is CLOCK_MONOTONIC from just before posix_spawn to just
+ * after wait4 returns; the spawn overhead is the same for every command and
+ * cancels in differences. The children's stdout and stderr go to /dev/null;
+ * stdin is /dev/null too.
  *
  * With -b, `/bin/sh -c SHELL-CMD` runs before every run, untimed, and must
  * exit 0: for example to remove what the previous run wrote.
