@@ -243,6 +243,23 @@ our_mounts() {
     wait_until 10 no_server "$mnt"
 }
 
+@test 'ch-run-squash: the server has a session of its own, apart from the job's process group' {
+    # Slurm's proctrack/pgid waits until no process of the task's group is
+    # left, zombies included; the server must not be one of them.
+    "$ch_bin/ch-run" -m "$mnt" "$ch_sq" -- /bin/sleep 60 3>&- &
+    local pid=$! server srv_stat run_stat
+    wait_until 10 has_server "$mnt"
+    server=$(server_pids "$mnt")
+    # /proc/PID/stat: field 5 is the process group, 6 the session.
+    read -r -a srv_stat < "/proc/$server/stat"
+    read -r -a run_stat < "/proc/$pid/stat"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    wait_until 10 no_server "$mnt"
+    [[ ${srv_stat[5]} -eq $server && ${srv_stat[4]} -eq $server ]]
+    [[ ${srv_stat[4]} -ne ${run_stat[4]} ]]
+}
+
 @test 'ch-run-squash: concurrent containers share the default mount point' {
     local i pids=()
     for i in 1 2 3 4; do
