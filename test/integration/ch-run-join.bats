@@ -131,6 +131,27 @@ peers() {
     all_clean
 }
 
+@test 'ch-run-join: the holder leaves the job's process group as it goes' {
+    # Slurm's proctrack/pgid waits until no process of a task's group is
+    # left, zombies included, and the holder's zombie is init's to reap.
+    setsid bash -c "'$ch_bin/ch-run' --join-ct=2 --join-tag=$tag '$ch_busybox' -- true &
+                    '$ch_bin/ch-run' --join-ct=2 --join-tag=$tag '$ch_busybox' -- true &
+                    wait; echo \$\$ > '$out/pgid'"
+    local pgid i f st found
+    pgid=$(cat "$out/pgid")
+    for i in 1 2 3 4 5; do
+        found=
+        for f in /proc/[0-9]*/stat; do
+            read -r -a st < "$f" 2> /dev/null || continue
+            [[ ${st[1]} == "(ch-join-holder)" && ${st[4]} == "$pgid" ]] && found=${f%/stat}
+        done
+        [[ -z $found ]] && break
+        sleep 0.1
+    done
+    [[ -z $found ]] || { echo "holder in the job's process group: $found" >&2; false; }
+    all_clean
+}
+
 @test 'ch-run-join: a lone peer runs; its holder gives up at the timeout and cleans up' {
     # The holder's warning is for -v: it writes to ch-run's stderr, which a
     # $(...) would otherwise wait on.
