@@ -137,18 +137,24 @@ peers() {
     setsid bash -c "'$ch_bin/ch-run' --join-ct=2 --join-tag=$tag '$ch_busybox' -- true &
                     '$ch_bin/ch-run' --join-ct=2 --join-tag=$tag '$ch_busybox' -- true &
                     wait; echo \$\$ > '$out/pgid'"
-    local pgid i f st found
+    # Until the holder has gone (it may still be running, in the group, for
+    # its signals), it must never be a zombie in the group. Init reaps that
+    # zombie within about a second on the test machine; sooner elsewhere,
+    # where the test can't tell.
+    local pgid i f st live zombie
     pgid=$(cat "$out/pgid")
-    for i in 1 2 3 4 5; do
-        found=
+    for i in $(seq 30); do
+        live='' zombie=''
         for f in /proc/[0-9]*/stat; do
             read -r -a st < "$f" 2> /dev/null || continue
-            [[ ${st[1]} == "(ch-join-holder)" && ${st[4]} == "$pgid" ]] && found=${f%/stat}
+            [[ ${st[1]} == "(ch-join-holder)" && ${st[4]} == "$pgid" ]] || continue
+            if [[ ${st[2]} == Z ]]; then zombie=${f%/stat}; else live=${f%/stat}; fi
         done
-        [[ -z $found ]] && break
+        [[ -z $zombie ]] || { echo "the holder's zombie is in the job's process group: $zombie" >&2; false; }
+        [[ -n $live ]] || break
         sleep 0.1
     done
-    [[ -z $found ]] || { echo "holder in the job's process group: $found" >&2; false; }
+    [[ -z $live ]] || { echo "holder still running after 3 s: $live" >&2; false; }
     all_clean
 }
 
