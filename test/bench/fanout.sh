@@ -9,12 +9,13 @@
 #   ours-sqfs       srun -n N ch-run --join IMG.sqfs -- CMD
 #   ours-sqfs-nojoin      the same without --join (one FUSE mount per rank)
 #   cc-dir, cc-sqfs, cc-sqfs-nojoin   the same with Charliecloud 0.31
-# The image is the MPI test image (Debian 12 with Open MPI, fixtures/mpi-image.sh:
-# dynamically linked /bin/true and sleep, as real applications are). The
-# commands of one (N, CMD) group run round-robin, every other round in
-# reverse order, CH_BENCH_FANOUT_ROUNDS rounds (default 5) after one warm-up
-# round, as the unprivileged CH_BENCH_USER (as root; the daemons are root's). A run that fails (Charliecloud's --join
-# loses a race when ranks exit at once) is counted and left out.
+# The image is the MPI test image (Debian 12 with Open MPI,
+# fixtures/mpi-image.sh: dynamically linked /bin/true and sleep, as real
+# applications are). The commands of one (N, CMD) group run round-robin,
+# every other round in reverse order, CH_BENCH_FANOUT_ROUNDS rounds (default
+# 5) after one warm-up round, as the unprivileged CH_BENCH_USER (as root; the
+# daemons are root's). A run that fails (Charliecloud's --join loses a race
+# when ranks exit at once) is counted and left out.
 #
 # Printed per group: best and median wall time per command (s), and the ratio
 # to plain: best over best, and the median of per-round ratios (a noisy

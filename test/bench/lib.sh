@@ -170,9 +170,9 @@ bench_as() {
 # bench_timeit USER OUT [-r ROUNDS] [-w WARMUP] [-b SHELL-CMD] -- NAME CMD...
 # [:: NAME CMD...]...: run the commands round-robin, every other round in
 # reverse (WARMUP + ROUNDS rounds; default CH_BENCH_WARMUP and
-# CH_BENCH_ROUNDS) as USER, writing timeit's
-# samples (NAME ROUND WALL_NS UTIME_US STIME_US MAXRSS_KB) to OUT. With -b,
-# SHELL-CMD runs untimed before every run (e.g. to remove the last output).
+# CH_BENCH_ROUNDS) as USER, writing timeit's samples (NAME ROUND WALL_NS
+# UTIME_US STIME_US MAXRSS_KB) to OUT. With -b, SHELL-CMD runs untimed before
+# every run (e.g. to remove the last output).
 bench_timeit() {
     local user=$1 out=$2 rounds=$CH_BENCH_ROUNDS warmup=$CH_BENCH_WARMUP before=()
     shift 2

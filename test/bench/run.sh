@@ -41,10 +41,9 @@
 # reverse order of the last (A B C C B A ...: what one run leaves the kernel
 # to do slows the next, timeit.c says how much), and ratios and differences
 # are taken per round, then summarised the same way, so a noisy machine slows
-# both sides alike. PASS/MISS compares the median with
-# the project's goal; it is information, not a test: the exit status is 0
-# unless a benchmark failed to run. The summary at the end repeats the
-# verdicts, one line each.
+# both sides alike. PASS/MISS compares the median with the project's goal; it
+# is information, not a test: the exit status is 0 unless a benchmark failed
+# to run. The summary at the end repeats the verdicts, one line each.
 #
 # Adding a benchmark: write test/bench/NAME.sh (source lib.sh, call
 # bench_init, and fixture.sh's bench_fixture if it needs the shared image;
