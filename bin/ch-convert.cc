@@ -27,14 +27,15 @@ const cli::Spec spec = {
     "ch-convert",
     "[OPTION...] IN OUT",
     "Convert the image IN to OUT. Formats: ch-image (an image in storage, by name), dir (a "
-    "directory), squash (a SquashFS file), tar (a tar archive, optionally compressed). IN's format "
-    "is detected from its content, OUT's inferred from its name. OUT appears atomically: a failed "
-    "conversion leaves nothing behind.",
+    "directory), squash (a SquashFS file), tar (a tar archive, optionally compressed). IN is an "
+    "image in storage if one has that name (./NAME is a file), else detected from its content; "
+    "OUT's format is inferred from its name. OUT appears atomically: a failed conversion leaves "
+    "nothing behind.",
     {
         {"dry-run", 'n', Arg::none, false, "", "don't convert; print what would be done"},
         {"help", 'h', Arg::none, false, "", "give this help list"},
         {"in-fmt", 'i', Arg::required, false, "FMT",
-         "input format (default: detected from IN's content)"},
+         "input format (default: an image in storage by that name, else IN's content)"},
         {"no-clobber", 0, Arg::none, false, "", "refuse to replace an existing OUT"},
         {"no-xattrs", 0, Arg::none, false, "", "don't copy extended attributes"},
         {"out-fmt", 'o', Arg::required, false, "FMT",

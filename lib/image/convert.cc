@@ -175,6 +175,11 @@ Format infer_output_format(std::string_view out) {
 
 Format detect_input_format(std::string_view in, const fs::path& storage,
                            const std::string& storage_error) {
+    // A name of an image in storage is that image, as ch-run reads it, even
+    // with a file of that name in the working directory: that may be /tmp,
+    // where anyone can put one. "./NAME" is the file.
+    if (!storage.empty() && storage::find_image(storage, in)) // checks who owns the storage
+        return Format::ch_image;
     const std::string path(in);
 
     struct stat st {};
@@ -184,7 +189,7 @@ Format detect_input_format(std::string_view in, const fs::path& storage,
             throw_errno("can't read ", path);
         storage::image_dirname(in); // a bad name is an error of its own
         need_storage(storage, storage_error);
-        if (storage::find_image(storage, in)) // checks who owns the storage
+        if (storage::find_image(storage, in))
             return Format::ch_image;
         fail("can't find ", printable(in),
              ": no such file or directory, and no image of that name "

@@ -31,10 +31,10 @@ std::optional<Format> parse_format(std::string_view s);
 // -> dir; anything else is an image name in storage.
 Format infer_output_format(std::string_view out);
 
-// INPUT by content: an existing directory -> dir; a file starting with
-// "hsqs" -> squash; another existing file -> tar (libarchive decides whether
-// it really is one); a path that doesn't exist -> an image in storage, which
-// must exist. Throws Error otherwise.
+// INPUT: the name of an image in storage -> ch-image, as for ch-run, whatever
+// the working directory holds; else by content: an existing directory -> dir;
+// a file starting with "hsqs" -> squash; another existing file -> tar
+// (libarchive decides whether it really is one). Throws Error otherwise.
 // storage may be empty, storage_error saying why; only needed for names.
 Format detect_input_format(std::string_view in, const fs::path& storage,
                            const std::string& storage_error = {});

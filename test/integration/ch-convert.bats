@@ -174,6 +174,31 @@ huge_sparse_round_trip() {
     check_clean out
 }
 
+@test 'ch-convert: a name in storage is the stored image, whatever file of that name the working directory holds' {
+    # As ch-run reads it: the working directory may be /tmp, where anyone
+    # can put a file named like the user's image.
+    mkdir stored planted
+    echo stored > stored/which
+    echo planted > planted/which
+    run ch-convert ./stored planted-name
+    assert_status 0
+    tar cf planted-name -C planted .
+    run ch-convert -n planted-name ./out
+    assert_status 0
+    assert_line_is 0 'would convert storage image planted-name (ch-image) to ./out (dir)'
+    run ch-convert planted-name ./out
+    assert_status 0
+    [[ $(cat out/which) == stored ]]
+    # ./NAME is the file; so is a name that storage does not have
+    run ch-convert ./planted-name ./out-file
+    assert_status 0
+    [[ $(cat out-file/which) == planted ]]
+    mv planted-name other-name
+    run ch-convert other-name ./out-other
+    assert_status 0
+    [[ $(cat out-other/which) == planted ]]
+}
+
 @test 'ch-convert: round trip dir -> tar -> dir' {
     roundtrip out.tar
 }

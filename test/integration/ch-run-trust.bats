@@ -287,8 +287,7 @@ other_user() { echo "${CH_TEST_USER:-chtest}"; }
 }
 
 @test 'ch-run-trust: ch-convert makes storage 0700 and reads no image from untrusted storage' {
-    # In a directory of our own: "x" would name a file x in the working
-    # directory before an image in storage, and /tmp is anyone's.
+    # In a directory of our own, not /tmp, where anyone can leave a file x.
     cd "$scratch"
     (umask 0; ch-convert -s "$scratch/st" "$ch_busybox" x)
     [[ $(stat -c %a "$scratch/st") == 700 && $(stat -c %a "$scratch/st/img") == 700 ]]
