@@ -86,6 +86,12 @@ ch-run_SYSLIBS  := $(YAML_LIBS) $(RUN_LIBS)
 # warning about dlopen in libfuse3 is expected: configure.ac says why.
 ch-run_LDFLAGS  := $(if $(SAN),,$(RUN_LDFLAGS))
 ch-run_LDFLAGS_OUT := $(if $(ch-run_LDFLAGS),-pie -static-libstdc++)
+# The static link also leaves out the standard streams' set-up, which ch-run
+# never uses (bin/no_stream_init.cc says why).
+ifneq ($(ch-run_LDFLAGS),)
+ch-run_BINOBJS  += $(B)/bin/no_stream_init.o
+ch-run_LDFLAGS  += -Wl,--wrap=_ZNSt8ios_base4InitC1Ev -Wl,--wrap=_ZNSt8ios_base4InitD1Ev
+endif
 ch-checkns_LIBS := $(call lib_a,run image storage util)
 ch-checkns_SYSLIBS := $(SQFS_LIBS) $(DEFLATE_LIBS) $(FUSE_LIBS) -lpthread
 ch-convert_LIBS := $(call lib_a,image storage util)

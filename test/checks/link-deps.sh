@@ -26,5 +26,19 @@ for tool in bin/ch-run build-san/bin/ch-run; do
         echo "link-deps: $tool has liblzma's crc64_set_func (CPUID at every start): is xz_crc64.o linked?" >&2
         status=1
     fi
+    # A static ch-run skips the standard streams' set-up (bin/no_stream_init.cc),
+    # so nothing linked into it may use std::cout, std::cin, std::cerr or
+    # std::clog, nor their wide twins: only ios_base::Init's own functions,
+    # and sync_with_stdio, may name them.
+    if [[ -z $needed ]] && nm "$tool" | grep -q ' __wrap__ZNSt8ios_base4InitC1Ev$'; then
+        users=$(objdump -d --no-show-raw-insn "$tool" | awk '
+            /^[0-9a-f]+ <.*>:$/ { fn = $2 }
+            /<_ZSt(4cout|3cin|4cerr|4clog|5wcout|4wcin|5wcerr|5wclog)>/ { print fn }' |
+            grep -vE '^<_ZNSt8ios_base(4InitC|4InitD|15sync_with_stdio)' | sort -u | head -5)
+        if [[ -n $users ]]; then
+            echo "link-deps: $tool uses a standard stream that it never sets up: $(tr '\n' ' ' <<<"$users")" >&2
+            status=1
+        fi
+    fi
 done
 exit $status
