@@ -8,11 +8,12 @@
 // classic locale. ch-run never uses those eight streams: it prints with
 // stdio, and test/checks/link-deps.sh fails the build's checks if any
 // function linked into ch-run but ios_base::Init's own names one of them.
-// Skipping that work saves 0.23-0.27 ms of a `ch-run DIR -- true` here
-// (4-5%: page faults cost about 11 us each on our CI machines, and the
+// Skipping that work saves 0.15-0.27 ms of a `ch-run DIR -- true` here
+// (3-5%: page faults cost about 11 us each on our CI machines, and the
 // locale's code is spread over many pages), and ch-run starts once per MPI
-// rank. The streams ch-run does use (yaml-cpp's, std::ifstream) still set up
-// the classic locale themselves, when they first need it.
+// rank. The streams ch-run does use (yaml-cpp's string streams, when there
+// is a configuration file) still set up the classic locale themselves, when
+// they first need it.
 extern "C" {
 // NOLINTBEGIN(bugprone-reserved-identifier,readability-identifier-naming): the
 // names --wrap gives

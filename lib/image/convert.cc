@@ -187,10 +187,9 @@ Format detect_input_format(std::string_view in, const fs::path& storage,
     if (::stat(path.c_str(), &st) != 0) {
         if (errno != ENOENT || in.starts_with("/") || in.starts_with("./") || in.starts_with("../"))
             throw_errno("can't read ", path);
-        storage::image_dirname(in); // a bad name is an error of its own
+        // A bad name is an error of its own; a good one was looked up above.
+        storage::image_dirname(in);
         need_storage(storage, storage_error);
-        if (storage::find_image(storage, in))
-            return Format::ch_image;
         fail("can't find ", printable(in),
              ": no such file or directory, and no image of that name "
              "in storage ",
