@@ -16,7 +16,9 @@ probe() { # probe NAME COMMAND...: the command must fail
 # chroot needs CAP_SYS_CHROOT; the classic escape is chroot into a subdir
 # and climb out with ../.. .
 probe chroot chroot / /bin/true
-probe chroot-climb sh -c 'mkdir -p /tmp/esc && chroot /tmp/esc /bin/true'
+# Probes that need a directory make their own and remove it: /tmp here is
+# the host's, shared with other users.
+probe chroot-climb sh -c 'd=$(mktemp -d) || exit 1; chroot "$d" /bin/true; rc=$?; rmdir "$d"; exit $rc'
 probe mknod-char mknod /tmp/probe-null c 1 3
 probe mknod-block mknod /tmp/probe-sda b 8 0
 probe mount-tmpfs mount -t tmpfs none /mnt
@@ -27,7 +29,7 @@ probe write-image touch /bin/probe-file
 probe write-etc sh -c 'echo x >> /etc/hostname-probe'
 probe read-host-file cat "$host_secret"
 probe proc-1-root ls /proc/1/root/
-probe setuid-gain sh -c 'd=$(mktemp -d) && cp /bin/busybox "$d/id" && chmod u+s "$d/id" && [ "$("$d/id" -u)" != "$(id -u)" ]'
+probe setuid-gain sh -c 'd=$(mktemp -d) || exit 1; cp /bin/busybox "$d/id" && chmod u+s "$d/id" && [ "$("$d/id" -u)" != "$(id -u)" ]; rc=$?; rm -rf "$d"; exit $rc'
 # Capabilities: none in any set, whatever the uid inside.
 for set in CapInh CapPrm CapEff CapBnd CapAmb; do
     probe "capability-$set" sh -c "grep '^$set:' /proc/self/status | grep -qv '0000000000000000'"
