@@ -13,12 +13,21 @@ probe() { # probe NAME COMMAND...: the command must fail
         echo "blocked $name"
     fi
 }
+# in_tmpdir COMMAND...: COMMAND with a new directory as its last argument,
+# removed afterwards: /tmp here is the host's, shared with other users.
+in_tmpdir() {
+    d=$(mktemp -d) || return 1
+    "$@" "$d"; rc=$?
+    rm -rf "$d"
+    return "$rc"
+}
+setuid_gain() { # setuid_gain DIR
+    cp /bin/busybox "$1/id" && chmod u+s "$1/id" && [ "$("$1/id" -u)" != "$(id -u)" ]
+}
 # chroot needs CAP_SYS_CHROOT; the classic escape is chroot into a subdir
 # and climb out with ../.. .
 probe chroot chroot / /bin/true
-# Probes that need a directory make their own and remove it: /tmp here is
-# the host's, shared with other users.
-probe chroot-climb sh -c 'd=$(mktemp -d) || exit 1; chroot "$d" /bin/true; rc=$?; rmdir "$d"; exit $rc'
+probe chroot-climb in_tmpdir sh -c 'chroot "$0" /bin/true'
 probe mknod-char mknod /tmp/probe-null c 1 3
 probe mknod-block mknod /tmp/probe-sda b 8 0
 probe mount-tmpfs mount -t tmpfs none /mnt
@@ -29,7 +38,7 @@ probe write-image touch /bin/probe-file
 probe write-etc sh -c 'echo x >> /etc/hostname-probe'
 probe read-host-file cat "$host_secret"
 probe proc-1-root ls /proc/1/root/
-probe setuid-gain sh -c 'd=$(mktemp -d) || exit 1; cp /bin/busybox "$d/id" && chmod u+s "$d/id" && [ "$("$d/id" -u)" != "$(id -u)" ]; rc=$?; rm -rf "$d"; exit $rc'
+probe setuid-gain in_tmpdir setuid_gain
 # Capabilities: none in any set, whatever the uid inside.
 for set in CapInh CapPrm CapEff CapBnd CapAmb; do
     probe "capability-$set" sh -c "grep '^$set:' /proc/self/status | grep -qv '0000000000000000'"
