@@ -90,6 +90,31 @@ struct FnReader {
     }
 };
 
+// n Ts, in place when n <= N, else on the heap. Not initialised: filled
+// by a read that must succeed whole.
+template <typename T, std::size_t N>
+class SmallBuf {
+public:
+    explicit SmallBuf(std::size_t n)
+        : n_(n) {
+        if (n > N)
+            heap_.resize(n);
+    }
+
+    T* data() { return n_ > N ? heap_.data() : local_; }
+
+    std::size_t size() const { return n_; }
+
+    T* begin() { return data(); }
+
+    T* end() { return data() + n_; }
+
+private:
+    std::size_t n_;
+    T local_[N];
+    std::vector<T> heap_;
+};
+
 template <typename Ehdr, typename Phdr, typename Dyn, typename R>
 ElfInfo read_class(const R& r, std::string_view what, ElfDeps* deps) {
     const std::uint64_t size = r.size;
@@ -107,7 +132,9 @@ ElfInfo read_class(const R& r, std::string_view what, ElfDeps* deps) {
         return info;
     if (eh.e_phentsize != sizeof(Phdr) || eh.e_phnum > max_phdrs)
         damaged("bad program header table");
-    std::vector<Phdr> ph(eh.e_phnum);
+    // Small tables (nearly all) in buffers on the stack: ch-run reads every
+    // injected library's headers at each start, and the heap costs more.
+    SmallBuf<Phdr, 32> ph(eh.e_phnum);
     if (!r.read(ph.data(), ph.size() * sizeof(Phdr), eh.e_phoff))
         damaged("program header table outside the file");
     // A string of at most max_soname bytes at off, ending in NUL.
@@ -139,7 +166,7 @@ ElfInfo read_class(const R& r, std::string_view what, ElfDeps* deps) {
         return info;
     if (dyn_ph->p_filesz > max_dynamic)
         damaged("dynamic section too large");
-    std::vector<Dyn> dyn(dyn_ph->p_filesz / sizeof(Dyn));
+    SmallBuf<Dyn, 128> dyn(dyn_ph->p_filesz / sizeof(Dyn));
     if (!r.read(dyn.data(), dyn.size() * sizeof(Dyn), dyn_ph->p_offset))
         damaged("dynamic section outside the file");
     std::optional<std::uint64_t> strtab, soname;

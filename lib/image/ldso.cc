@@ -7,6 +7,7 @@
 #include <bit>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include <dirent.h>
@@ -32,11 +33,6 @@ T get(std::string_view d, std::size_t off) {
     T v;
     std::memcpy(&v, d.data() + off, sizeof v);
     return v;
-}
-
-template <typename T>
-void put(std::string& d, std::size_t off, T v) {
-    std::memcpy(d.data() + off, &v, sizeof v);
 }
 
 std::string_view cache_string(std::string_view d, std::size_t base, std::uint32_t off) {
@@ -183,114 +179,234 @@ bool ld_cache_before(const LdCacheRef& a, const LdCacheRef& b) {
     return a.hwcap > b.hwcap;
 }
 
+LdCacheView::LdCacheView(std::string_view data)
+    : data_(data) {
+    const auto layout = cache_layout(data);
+    base_ = layout.base;
+    const std::size_t n = layout.nlibs;
+    // Every entry once, so that a damaged one is found here and not halfway
+    // through a merge; the lengths found are kept, so that no string is
+    // scanned again.
+    lengths_.reserve(2 * n);
+    for (std::size_t i = 0; i < n; i++) {
+        const std::size_t at = base_ + new_header_size + i * new_entry_size;
+        for (const std::size_t field : {at + 4, at + 8}) {
+            const auto len = cache_string(data_, base_, get<std::uint32_t>(data_, field)).size();
+            if (len > UINT16_MAX)
+                fail("string of ", len, " bytes"); // no path is that long
+            lengths_.push_back(static_cast<std::uint16_t>(len));
+        }
+        if (i > 0 && sorted_ && ld_cache_before((*this)[i], (*this)[i - 1]))
+            sorted_ = false;
+    }
+}
+
+LdCacheRef LdCacheView::operator[](std::size_t i) const {
+    const std::size_t at = base_ + new_header_size + i * new_entry_size;
+    // The bytes may be a mapping of a file that its owner rewrites while it
+    // is read: an offset is checked again each time it is read.
+    const auto string = [&](std::size_t field, std::size_t len) {
+        const std::size_t pos = base_ + get<std::uint32_t>(data_, field);
+        if (pos > data_.size() || len > data_.size() - pos)
+            fail("changed while it was read");
+        return data_.substr(pos, len);
+    };
+    LdCacheRef e;
+    e.flags = get<std::int32_t>(data_, at);
+    e.key = string(at + 4, lengths_[2 * i]);
+    e.value = string(at + 8, lengths_[2 * i + 1]);
+    e.hwcap = get<std::uint64_t>(data_, at + 16);
+    return e;
+}
+
+std::string_view LdCacheView::after_entries() const {
+    if (data_.empty())
+        return {};
+    return data_.substr(base_ + new_header_size + size() * new_entry_size);
+}
+
 namespace {
 
-// The entries of a cache merged from a and b (see make_ld_cache_merged), in
-// the order to write them.
-std::vector<const LdCacheRef*> merge_order(const std::vector<LdCacheRef>& a,
-                                           const std::vector<LdCacheRef>& b, Merge how) {
-    // Once through the merge, keeping only its order (ch-run does this at
-    // every --inject start, for an image cache of hundreds of entries).
-    std::vector<const LdCacheRef*> order;
+// The cache merged from a and b (see make_ld_cache_merged), as the order to
+// write its entries in: i < a.size() is a[i], the rest b[i - a.size()]. B is
+// a vector of entries or an LdCacheView, whose entries are made as they are
+// asked for: ch-run merges an image's cache of hundreds of entries at every
+// --inject start, where each page of fresh memory costs more than the merge.
+template <typename B>
+std::vector<std::uint32_t> merge_order(const std::vector<LdCacheRef>& a, const B& b, Merge how) {
+    std::vector<std::uint32_t> order;
     order.reserve(a.size() + b.size());
-    const LdCacheRef* last_a = nullptr;
-    const auto emit = [&](const LdCacheRef& e) {
+    std::optional<LdCacheRef> last; // the last emitted
+    const auto give = [&](const LdCacheRef& e, std::size_t index) {
         // Of equal entries the first given is the one the loader takes; the
         // later ones are dropped.
-        const LdCacheRef* last = order.empty() ? nullptr : order.back();
         if (last && last->key == e.key && last->flags == e.flags && last->hwcap == e.hwcap)
             return;
-        order.push_back(&e);
+        last = e;
+        order.push_back(static_cast<std::uint32_t>(index));
     };
+    const LdCacheRef* last_a = nullptr;
     std::size_t i = 0, j = 0;
     while (i < a.size() || j < b.size()) {
-        if (j == b.size() || (i < a.size() && !ld_cache_before(b[j], a[i]))) {
-            last_a = &a[i];
-            emit(a[i++]);
+        if (j == b.size()) {
+            give(a[i], i);
+            i++;
             continue;
         }
-        const LdCacheRef& e = b[j++];
+        const LdCacheRef e = b[j];
+        if (i < a.size() && !ld_cache_before(e, a[i])) {
+            last_a = &a[i];
+            give(a[i], i);
+            i++;
+            continue;
+        }
+        j++;
         // Both lists are in key order, so a name that a has is a's next
         // entry or its last one.
         if (how == Merge::replace && (e.hwcap != 0 || (i < a.size() && a[i].key == e.key) ||
                                       (last_a && last_a->key == e.key)))
             continue;
-        emit(e);
+        give(e, a.size() + j - 1);
     }
     return order;
 }
 
+template <typename T>
+void put_at(char* d, std::size_t off, T v) {
+    std::memcpy(d + off, &v, sizeof v);
+}
+
 // A new-format header for n entries and strings_size bytes of strings.
-void put_header(std::string& out, std::size_t n, std::size_t strings_size) {
-    out.replace(0, new_magic.size(), new_magic);
-    put<std::uint32_t>(out, 20, static_cast<std::uint32_t>(n));
-    put<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings_size));
+void put_header(char* out, std::size_t n, std::size_t strings_size) {
+    std::memcpy(out, new_magic.data(), new_magic.size());
+    put_at<std::uint32_t>(out, 20, static_cast<std::uint32_t>(n));
+    put_at<std::uint32_t>(out, 24, static_cast<std::uint32_t>(strings_size));
     // glibc's cache_file_new_flags_endian_little (2) or _big (3).
     out[28] = std::endian::native == std::endian::little ? 2 : 3;
+}
+
+// Bytes handed to sink in parts of up to 8 KiB, from a buffer on the stack.
+class Buffered {
+public:
+    explicit Buffered(const LdCacheSink& sink)
+        : sink_(sink) {}
+
+    void put(std::string_view s) {
+        while (!s.empty()) {
+            if (len_ == sizeof buf_)
+                flush();
+            const std::size_t n = std::min(s.size(), sizeof buf_ - len_);
+            std::memcpy(buf_ + len_, s.data(), n);
+            len_ += n;
+            s.remove_prefix(n);
+        }
+    }
+
+    void flush() {
+        if (len_ > 0)
+            sink_(std::string_view(buf_, len_));
+        len_ = 0;
+    }
+
+private:
+    const LdCacheSink& sink_;
+    char buf_[8192];
+    std::size_t len_ = 0;
+};
+
+// The cache of a and b, merged as how says, to sink. Strings inside kept (a
+// part of the image's cache that is given to sink whole, after the entries)
+// are referred to there; the others are written after it.
+template <typename B>
+void write_merged(const std::vector<LdCacheRef>& a, const B& b, Merge how, std::string_view kept,
+                  const LdCacheSink& sink) {
+    const auto inside = [&](std::string_view str) {
+        const char* k = kept.data();
+        return !kept.empty() && !std::less<const char*>{}(str.data(), k) &&
+               std::less<const char*>{}(str.data(), k + kept.size());
+    };
+    const auto order = merge_order(a, b, how);
+    const auto entry = [&](std::uint32_t k) -> LdCacheRef {
+        return k < a.size() ? a[k] : b[k - a.size()];
+    };
+    std::size_t copied = 0;
+    for (const std::uint32_t k : order) {
+        const LdCacheRef e = entry(k);
+        for (const std::string_view str : {e.key, e.value})
+            if (!inside(str))
+                copied += str.size() + 1;
+    }
+    const std::size_t strings_at = new_header_size + order.size() * new_entry_size;
+    if (strings_at + kept.size() + copied > UINT32_MAX)
+        fail("generated ld.so.cache larger than 4 GiB");
+    Buffered out(sink);
+    char header[new_header_size] = {};
+    put_header(header, order.size(), kept.size() + copied);
+    out.put(std::string_view(header, sizeof header));
+    std::size_t next = strings_at + kept.size(); // where the next copied string goes
+    const auto offset = [&](std::string_view str) {
+        if (inside(str))
+            return static_cast<std::uint32_t>(strings_at +
+                                              static_cast<std::size_t>(str.data() - kept.data()));
+        const std::size_t at = next;
+        next += str.size() + 1;
+        return static_cast<std::uint32_t>(at);
+    };
+    for (const std::uint32_t k : order) {
+        const LdCacheRef e = entry(k);
+        char bytes[new_entry_size] = {};
+        put_at<std::int32_t>(bytes, 0, e.flags);
+        put_at<std::uint32_t>(bytes, 4, offset(e.key));
+        put_at<std::uint32_t>(bytes, 8, offset(e.value));
+        put_at<std::uint64_t>(bytes, 16, e.hwcap);
+        out.put(std::string_view(bytes, sizeof bytes));
+    }
+    out.flush();
+    if (!kept.empty())
+        sink(kept);
+    for (const std::uint32_t k : order) {
+        const LdCacheRef e = entry(k);
+        for (const std::string_view str : {e.key, e.value})
+            if (!inside(str))
+                out.put(str), out.put(std::string_view("", 1)); // and its NUL
+    }
+    out.flush();
+}
+
+std::string to_string(const std::function<void(const LdCacheSink&)>& write) {
+    std::string out;
+    write([&](std::string_view part) { out.append(part); });
+    return out;
 }
 
 } // namespace
 
 std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a, const std::vector<LdCacheRef>& b,
                                  Merge how) {
-    const auto order = merge_order(a, b, how);
-    std::size_t strings_size = 0;
-    for (const LdCacheRef* e : order)
-        strings_size += e->key.size() + e->value.size() + 2;
-    const std::size_t strings_at = new_header_size + order.size() * new_entry_size;
-    std::string out;
-    out.reserve(strings_at + strings_size); // one allocation, filled in place
-    out.resize(strings_at);
-    put_header(out, order.size(), strings_size);
-    std::size_t at = new_header_size;
-    for (const LdCacheRef* e : order) {
-        put<std::int32_t>(out, at, e->flags);
-        put<std::uint32_t>(out, at + 4, static_cast<std::uint32_t>(out.size()));
-        out.append(e->key).push_back('\0');
-        put<std::uint32_t>(out, at + 8, static_cast<std::uint32_t>(out.size()));
-        out.append(e->value).push_back('\0');
-        put<std::uint64_t>(out, at + 16, e->hwcap);
-        at += new_entry_size;
-    }
-    return out;
+    return to_string([&](const LdCacheSink& sink) { write_merged(a, b, how, {}, sink); });
 }
 
-LdCacheSplice splice_ld_cache(const std::vector<LdCacheRef>& ours,
-                              const std::vector<LdCacheRef>& theirs, std::string_view image) {
+void splice_ld_cache(const std::vector<LdCacheRef>& ours, const LdCacheView& theirs,
+                     const LdCacheSink& sink) {
     // The image's strings stay where they are, after its entries: only the
     // entries are written anew, with their offsets moved. Strings that are
     // not there (ours, or a hostile cache's pointing into its own table) are
-    // copied after them.
-    LdCacheSplice out;
-    const std::size_t kept_at = image.empty() ? 0 : cache_layout(image).entries_end();
-    out.kept = image.substr(kept_at);
-    const auto order = merge_order(ours, theirs, Merge::replace);
-    const std::size_t strings_at = new_header_size + order.size() * new_entry_size;
-    out.head.resize(strings_at);
-    const auto offset = [&](std::string_view str) -> std::uint32_t {
-        const char* kept = out.kept.data();
-        if (!out.kept.empty() && !std::less<const char*>{}(str.data(), kept) &&
-            std::less<const char*>{}(str.data(), kept + out.kept.size()))
-            return static_cast<std::uint32_t>(strings_at +
-                                              static_cast<std::size_t>(str.data() - kept));
-        const std::size_t at = strings_at + out.kept.size() + out.tail.size();
-        out.tail.append(str).push_back('\0');
-        return static_cast<std::uint32_t>(at);
-    };
-    std::size_t at = new_header_size;
-    for (const LdCacheRef* e : order) {
-        put<std::int32_t>(out.head, at, e->flags);
-        put<std::uint32_t>(out.head, at + 4, offset(e->key));
-        put<std::uint32_t>(out.head, at + 8, offset(e->value));
-        put<std::uint64_t>(out.head, at + 16, e->hwcap);
-        at += new_entry_size;
+    // copied after them. An image cache out of the loader's order (ldconfig
+    // never writes one) is sorted first, as a copy of its entries.
+    if (theirs.sorted()) {
+        write_merged(ours, theirs, Merge::replace, theirs.after_entries(), sink);
+        return;
     }
-    put_header(out.head, order.size(), out.kept.size() + out.tail.size());
-    return out;
+    std::vector<LdCacheRef> sorted;
+    sorted.reserve(theirs.size());
+    for (std::size_t i = 0; i < theirs.size(); i++)
+        sorted.push_back(theirs[i]);
+    std::stable_sort(sorted.begin(), sorted.end(), ld_cache_before);
+    write_merged(ours, sorted, Merge::replace, theirs.after_entries(), sink);
 }
 
-std::string LdCacheSplice::str() const {
-    return cat(head, kept, tail);
+std::string splice_ld_cache(const std::vector<LdCacheRef>& ours, const LdCacheView& theirs) {
+    return to_string([&](const LdCacheSink& sink) { splice_ld_cache(ours, theirs, sink); });
 }
 
 std::string make_ld_cache_refs(std::vector<LdCacheRef> entries) {

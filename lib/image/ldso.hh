@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,20 +58,45 @@ std::string make_ld_cache_merged(const std::vector<LdCacheRef>& a, const std::ve
                                  Merge how = Merge::keep);
 std::string make_ld_cache(const std::vector<LdCacheEntry>& entries);
 
-// A cache made of ours and an image's cache (image, its bytes; theirs, its
-// parsed entries, in the loader's order), merged as Merge::replace does, in
-// three parts to write one after the other: the header and entries, the
-// image's bytes after its entries (its strings, kept where they are), and
-// the strings that were not there. kept points into image.
-struct LdCacheSplice {
-    std::string head;
-    std::string_view kept;
-    std::string tail;
-    std::string str() const; // the three together
+// An image's cache, read in place: the layout and every entry's strings are
+// checked once, when it is made (throws Error "WHY" as parse_ld_cache_refs
+// does, and for a string longer than 64 KiB), and entries are made from the
+// bytes as they are asked for; only the strings' lengths are kept. data must
+// outlive the view.
+class LdCacheView {
+public:
+    LdCacheView() = default; // no entries
+    explicit LdCacheView(std::string_view data);
+
+    std::size_t size() const { return lengths_.size() / 2; }
+
+    LdCacheRef operator[](std::size_t i) const; // points into data
+    // The bytes after the entries: the strings, as ldconfig writes them.
+    std::string_view after_entries() const;
+
+    // In the loader's order (ld_cache_before), as ldconfig writes it.
+    bool sorted() const { return sorted_; }
+
+private:
+    std::string_view data_;
+    std::size_t base_ = 0;               // where the new-format table starts
+    std::vector<std::uint16_t> lengths_; // each entry's key's and value's
+    bool sorted_ = true;
 };
 
-LdCacheSplice splice_ld_cache(const std::vector<LdCacheRef>& ours,
-                              const std::vector<LdCacheRef>& theirs, std::string_view image);
+// Where a generated cache goes, part after part.
+using LdCacheSink = std::function<void(std::string_view)>;
+
+// A cache made of ours (in the loader's order) and an image's, merged as
+// Merge::replace does, given to sink in parts: the header and entries in
+// parts of up to 8 KiB, then the image's bytes after its entries, whole
+// (its strings, kept where they are: only the offsets in the entries move),
+// then the strings that were not there. Nothing the size of the cache is
+// made in memory: ch-run does this at every --inject start.
+void splice_ld_cache(const std::vector<LdCacheRef>& ours, const LdCacheView& theirs,
+                     const LdCacheSink& sink);
+// The same, as one string.
+std::string splice_ld_cache(const std::vector<LdCacheRef>& ours, const LdCacheView& theirs);
 
 // glibc's order of library names: digit runs compare as numbers, and a digit
 // sorts after any other character. <0, 0, >0 like strcmp.

@@ -228,10 +228,11 @@ public:
             log::verbose("write /etc/ld.so.cache (in the writable layer)");
             return;
         }
-        auto image_cache = read_image_ld_cache(root_.get());
+        const auto image_cache = read_image_ld_cache(root_.get());
         unlink_ld_cache_symlink(root_.get());
-        (*this)(WriteFile{"/etc/ld.so.cache", merged_ld_cache(c.libs, image_cache).str(),
-                          Need::make_dst});
+        const auto image_bytes = image_cache ? std::optional(image_cache->view()) : std::nullopt;
+        (*this)(
+            WriteFile{"/etc/ld.so.cache", merged_ld_cache(c.libs, image_bytes), Need::make_dst});
     }
 
     void operator()(const SealScratch&) {

@@ -1,6 +1,7 @@
 // inject.cc: see inject.hh.
 #include "run/inject.hh"
 
+#include <algorithm>
 #include <climits>
 #include <map>
 #include <set>
@@ -30,13 +31,13 @@ std::string absolute(const config::Value& v, const YAML::Node& n, std::string_vi
     return normalize_abs(p);
 }
 
-void add_set(const std::string& name, const config::Value& set, std::vector<Bind>& out) {
+void add_set(const std::string& name, const config::Value& set, std::vector<InjectFile>& out) {
     if (!set.node.IsSequence())
         config::fail(set.origin, cat("run.inject.", name, " must be a list of paths"));
     log::verbose("inject set ", name, " from ", set.origin.str());
+    out.reserve(out.size() + set.node.size());
     for (const auto& n : set.node) {
-        Bind b;
-        b.need = Need::make_dst;
+        InjectFile b;
         if (n.IsMap()) {
             for (const auto& kv : n) {
                 const std::string k = kv.first.as<std::string>();
@@ -49,7 +50,7 @@ void add_set(const std::string& name, const config::Value& set, std::vector<Bind
                 config::fail(config::origin_of(set.origin.file, n),
                              cat("run.inject.", name, ": entry without source"));
             b.src = absolute(set, n["source"], "source");
-            b.dst = n["target"] ? absolute(set, n["target"], "target") : b.src.string();
+            b.dst = n["target"] ? absolute(set, n["target"], "target") : b.src;
         } else {
             b.src = absolute(set, n, cat("run.inject.", name, " entry"));
             b.dst = b.src;
@@ -64,18 +65,19 @@ void add_set(const std::string& name, const config::Value& set, std::vector<Bind
 // A path's directory and last name, as parent_path() and filename() would
 // give them ("/a/b" -> "/a", "b"; "/b" -> "/", "b"; "a/" -> "a", ""), with
 // no fs::path parsing: ch-run does this for every library at every start.
-std::pair<std::string, std::string> split_last(const std::string& path) {
+std::pair<std::string_view, std::string_view> split_last(std::string_view path) {
     const std::size_t slash = path.rfind('/');
-    if (slash == std::string::npos)
+    if (slash == std::string_view::npos)
         return {"", path};
     return {path.substr(0, slash == 0 ? 1 : slash), path.substr(slash + 1)};
 }
 
 } // namespace
 
-std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std::string>& sets) {
+std::vector<InjectFile> inject_files(const config::Config& cfg,
+                                     const std::vector<std::string>& sets) {
     const auto all = cfg.map("run.inject");
-    std::vector<Bind> out;
+    std::vector<InjectFile> out;
     if (sets.empty()) {
         if (all.empty())
             throw UsageError("--inject: the configuration names no sets (run.inject in "
@@ -101,58 +103,69 @@ std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std:
     return out;
 }
 
-Injection group_libraries(const std::vector<Bind>& binds) {
+Injection group_libraries(const std::vector<InjectFile>& files) {
+    // ch-run does this for every library at every start, so it allocates
+    // little: a directory is opened once (and looked up in a short list, as
+    // there are few), names are views into the binds, and O_NOFOLLOW says
+    // whether a name is the file itself (then its directory is the one to
+    // bind), with no look into /proc unless it is a link.
     Injection inj;
-    std::map<std::string, std::string> dirs; // host directory -> its mount point
-    std::map<std::string, Fd> parents;       // each source's directory, opened once
+    inj.libs.reserve(files.size());
+    std::map<std::string, std::string, std::less<>> dirs; // host directory -> its mount point
+    std::vector<std::pair<std::string_view, Fd>> parents; // each source's directory, opened once
     std::vector<Bind> rest;
-    for (const auto& b : binds) {
-        // ch-run does this for every library at every start: a directory is
-        // walked once, and O_NOFOLLOW says whether the name is the file itself
-        // (then its directory is the one to bind), with no look into /proc
-        // unless it is a link.
-        const auto [parent, base] = split_last(b.src.native());
-        auto [p, p_fresh] = parents.try_emplace(parent);
-        if (p_fresh)
-            p->second = try_open_at(AT_FDCWD, parent, O_PATH | O_DIRECTORY);
-        constexpr int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY;
+    const auto alone = [&](const InjectFile& f) {
+        rest.push_back({f.src, f.dst, Need::make_dst});
+    };
+    for (const auto& f : files) {
+        const std::string& src = f.src;
+        const auto [parent, base] = split_last(src);
+        auto p = std::find_if(parents.begin(), parents.end(),
+                              [&](const auto& d) { return d.first == parent; });
+        if (p == parents.end()) {
+            parents.emplace_back(parent, Fd(::openat(AT_FDCWD, std::string(parent).c_str(),
+                                                     O_PATH | O_DIRECTORY | O_CLOEXEC)));
+            p = parents.end() - 1;
+        }
+        // base ends where src does, so it is NUL-terminated.
+        constexpr int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
         bool linked = false;
         Fd fd;
         if (p->second && !base.empty()) {
-            fd = try_open_at(p->second.get(), base, flags | O_NOFOLLOW);
+            fd = Fd(::openat(p->second.get(), base.data(), flags | O_NOFOLLOW));
             if (!fd && errno == ELOOP) {
                 linked = true;
-                fd = try_open_at(p->second.get(), base, flags);
+                fd = Fd(::openat(p->second.get(), base.data(), flags));
             }
         }
         // Missing sources are the bind step's to report, with its wording.
-        const auto elf = fd ? image::read_elf(fd.get(), b.src.string()) : std::nullopt;
+        const auto elf = fd ? image::read_elf(fd.get(), src) : std::nullopt;
         if (!elf || !elf->shared || !elf->soname) {
-            rest.push_back(b);
+            alone(f);
             continue;
         }
         const std::int32_t cache_flags = image::ld_cache_flags(*elf);
-        if (b.dst != b.src) { // a target of its own: bound there, alone
-            inj.libs.push_back({*elf->soname, b.dst.string(), cache_flags, 0});
-            rest.push_back(b);
+        if (f.dst != src) { // a target of its own: bound there, alone
+            inj.libs.push_back({*elf->soname, f.dst, cache_flags, 0});
+            alone(f);
             continue;
         }
         // A link's target could be outside the directory bound: then the
         // file itself, by the name the kernel has for it.
-        std::string real = b.src.native();
+        std::string_view real = src;
+        char buf[PATH_MAX];
         if (linked) {
-            char buf[PATH_MAX];
             const ssize_t n = ::readlink(fd.proc_path().c_str(), buf, sizeof buf);
             if (n <= 0 || n >= static_cast<ssize_t>(sizeof buf) || buf[0] != '/') {
-                rest.push_back(b);
+                alone(f);
                 continue;
             }
-            real = std::string(buf, static_cast<std::size_t>(n));
+            real = std::string_view(buf, static_cast<std::size_t>(n));
         }
         const auto [real_dir, real_name] = split_last(real);
-        auto [at, fresh] = dirs.emplace(real_dir, "");
-        if (fresh) {
-            at->second = cat(inject_dir, "/", dirs.size() - 1);
+        auto at = dirs.find(real_dir);
+        if (at == dirs.end()) {
+            at = dirs.emplace(real_dir, cat(inject_dir, "/", dirs.size())).first;
             inj.binds.push_back({at->first, at->second, Need::make_dst});
             inj.upper_paths.push_back(at->second.substr(1) + "/");
         }
@@ -163,9 +176,9 @@ Injection group_libraries(const std::vector<Bind>& binds) {
 }
 
 Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets) {
-    const auto binds = inject_binds(cfg, sets);
-    Injection inj = group_libraries(binds);
-    log::verbose("inject: ", binds.size(), " files, ", inj.libs.size(), " libraries");
+    const auto files = inject_files(cfg, sets);
+    Injection inj = group_libraries(files);
+    log::verbose("inject: ", files.size(), " files, ", inj.libs.size(), " libraries");
     return inj;
 }
 

@@ -16,6 +16,7 @@
 
 #include "image/ldso.hh"
 #include "run/plan.hh"
+#include "util/fd.hh"
 
 namespace ch::config {
 class Config;
@@ -23,11 +24,19 @@ class Config;
 
 namespace ch::run {
 
+// A file of a set: its host path and its path in the container (absolute,
+// normalised). Strings, not fs::path: ch-run makes two for each entry at
+// every --inject start, and fs::path splits every one into its components.
+struct InjectFile {
+    std::string src, dst;
+};
+
 // The files of the sets named (every set when sets is empty), from
 // run.inject in cfg; -v says which file and line each set came from. Throws
 // Error at the configuration's FILE:LINE:COL for a malformed entry, and
 // UsageError for a set the configuration lacks.
-std::vector<Bind> inject_binds(const config::Config& cfg, const std::vector<std::string>& sets);
+std::vector<InjectFile> inject_files(const config::Config& cfg,
+                                     const std::vector<std::string>& sets);
 
 // Where libraries without a target of their own are bound: their host
 // directories, one mount each, at inject_dir/0, /1, ...
@@ -37,23 +46,27 @@ constexpr const char* inject_dir = "/ch/inject";
 // with a soname) without a target of their own are bound by directory (one
 // mount for many libraries; the directory of the file a symlink names) and
 // the cache entries point into it; other files, and libraries with a target,
-// are bound one by one. The mount points are made in the overlay's upper
-// layer before it is mounted (upper_paths), as /etc/ld.so.cache is
-// (write_upper_ld_cache), so that they exist whoever owns the image's
-// directories.
-Injection group_libraries(const std::vector<Bind>& binds);
+// are bound one by one (binds that make their destinations, Need::make_dst).
+// The mount points are made in the overlay's upper layer before it is
+// mounted (upper_paths), as /etc/ld.so.cache is (write_upper_ld_cache), so
+// that they exist whoever owns the image's directories.
+Injection group_libraries(const std::vector<InjectFile>& files);
 
 // Both of the above, from the configuration ch-run has loaded once.
 Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets);
 
-// The cache to bind over /etc/ld.so.cache: libs, then the image's entries
-// except those for the same sonames and the glibc-hwcaps variants (their
-// index into the cache's extension would point nowhere in ours; the loader
-// falls back to the plain entry). image_cache is the image's file, if any;
-// a damaged one is skipped with a warning (the loader would skip it too).
-// The parts returned point into image_cache.
-image::LdCacheSplice merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
-                                     const std::optional<std::string>& image_cache);
+// The cache to bind over /etc/ld.so.cache, given to sink in parts (see
+// image::splice_ld_cache): libs, then the image's entries except those for
+// the same sonames and the glibc-hwcaps variants (their index into the
+// cache's extension would point nowhere in ours; the loader falls back to the
+// plain entry). image_cache is the image's file, if any; a damaged one is
+// skipped with a warning (the loader would skip it too).
+void write_merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                           std::optional<std::string_view> image_cache,
+                           const image::LdCacheSink& sink);
+// The same, as one string.
+std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                            std::optional<std::string_view> image_cache);
 
 // When the image's /etc/ld.so.cache is a symlink, removes it from the
 // writable layer at rootfd (the image keeps it): a bind would land wherever
@@ -70,11 +83,14 @@ void prepare_upper(int lowerfd, int upperfd, const std::string& path);
 // --inject's cache (merged_ld_cache of the image's at lowerfd) written as
 // etc/ld.so.cache in the overlay's upper layer before the overlay is
 // mounted, so that it hides the image's file, or symlink, there. False, with
-// nothing written, when the image's /etc is not a directory.
+// nothing written, when the image's /etc is not a directory. For ch-run,
+// which execs soon after: the image's cache is left mapped for execve to drop
+// (MappedFile::keep_until_exec).
 bool write_upper_ld_cache(int lowerfd, int upperfd, const std::vector<image::LdCacheEntry>& libs);
 
-// The image's /etc/ld.so.cache under rootfd, read within the root; nullopt
-// when it is missing or not a regular file.
-std::optional<std::string> read_image_ld_cache(int rootfd);
+// The image's /etc/ld.so.cache under rootfd, found within the root and
+// mapped, not read (see MappedFile: the image's owner controls the container
+// anyway); nullopt when it is missing, not a regular file or too large.
+std::optional<MappedFile> read_image_ld_cache(int rootfd);
 
 } // namespace ch::run

@@ -13,30 +13,34 @@
 
 namespace ch::run {
 
-image::LdCacheSplice merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
-                                     const std::optional<std::string>& image_cache) {
+void write_merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                           std::optional<std::string_view> image_cache,
+                           const image::LdCacheSink& sink) {
     // At every start with --inject: the image's entries, in order already
-    // when ldconfig wrote them, are merged with ours rather than sorted
-    // again, and its strings are not copied but written as they are.
+    // when ldconfig wrote them, are merged with ours where they lie rather
+    // than copied and sorted again, and its strings are written as they are.
     std::vector<image::LdCacheRef> ours;
     ours.reserve(libs.size());
     for (const auto& l : libs)
         ours.push_back({l.key, l.value, l.flags, l.hwcap});
     std::stable_sort(ours.begin(), ours.end(), image::ld_cache_before);
-    std::vector<image::LdCacheRef> theirs;
-    std::string_view image;
+    image::LdCacheView theirs;
     if (image_cache) {
         try {
-            theirs = image::parse_ld_cache_refs(*image_cache);
-            image = *image_cache;
+            theirs = image::LdCacheView(*image_cache);
         } catch (const Error& e) {
             log::warning("ignoring the image's /etc/ld.so.cache: ", e.what(),
                          " (only injected libraries are in the generated one)");
         }
     }
-    if (!std::is_sorted(theirs.begin(), theirs.end(), image::ld_cache_before))
-        std::stable_sort(theirs.begin(), theirs.end(), image::ld_cache_before);
-    return image::splice_ld_cache(ours, theirs, image);
+    image::splice_ld_cache(ours, theirs, sink);
+}
+
+std::string merged_ld_cache(const std::vector<image::LdCacheEntry>& libs,
+                            std::optional<std::string_view> image_cache) {
+    std::string out;
+    write_merged_ld_cache(libs, image_cache, [&](std::string_view part) { out.append(part); });
+    return out;
 }
 
 void prepare_upper(int lowerfd, int upperfd, const std::string& path) {
@@ -78,8 +82,7 @@ bool write_upper_ld_cache(int lowerfd, int upperfd, const std::vector<image::LdC
     const bool has_etc = ::fstatat(lowerfd, "etc", &etc, AT_SYMLINK_NOFOLLOW) == 0;
     if (has_etc && !S_ISDIR(etc.st_mode))
         return false;
-    const auto image_cache = read_image_ld_cache(lowerfd); // the cache's parts point into it
-    const auto cache = merged_ld_cache(libs, image_cache);
+    auto image_cache = read_image_ld_cache(lowerfd);
     // The upper directory's mode is what the container sees for /etc.
     if (::mkdirat(upperfd, "etc", 0755) != 0 && errno != EEXIST)
         throw_errno("can't create /etc in the writable layer");
@@ -88,9 +91,12 @@ bool write_upper_ld_cache(int lowerfd, int upperfd, const std::vector<image::LdC
     const Fd dir = open_at(upperfd, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW);
     const Fd out =
         open_at(dir.get(), "ld.so.cache", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
-    for (const std::string_view part :
-         {std::string_view(cache.head), cache.kept, std::string_view(cache.tail)})
-        write_all(out.get(), part, "/etc/ld.so.cache in the writable layer");
+    write_merged_ld_cache(libs, image_cache ? std::optional(image_cache->view()) : std::nullopt,
+                          [&](std::string_view part) {
+                              write_all(out.get(), part, "/etc/ld.so.cache in the writable layer");
+                          });
+    if (image_cache)
+        image_cache->keep_until_exec(); // ch-run execs soon after
     return true;
 }
 
@@ -106,7 +112,7 @@ void unlink_ld_cache_symlink(int rootfd) {
         throw_errno("can't replace the image's /etc/ld.so.cache, a symlink, in the writable layer");
 }
 
-std::optional<std::string> read_image_ld_cache(int rootfd) {
+std::optional<MappedFile> read_image_ld_cache(int rootfd) {
     // The usual case, a regular file in a directory, opened directly (this
     // runs at every --inject start): O_NOFOLLOW on both names keeps the walk
     // inside the root, and nothing but a regular file is opened (a device
@@ -135,16 +141,12 @@ std::optional<std::string> read_image_ld_cache(int rootfd) {
             return std::nullopt;
     }
 
-    struct stat st {};
-
-    if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode))
-        return std::nullopt;
-    if (static_cast<std::uint64_t>(st.st_size) > image::ld_cache_max_bytes) {
+    auto bytes =
+        MappedFile::map(f.get(), image::ld_cache_max_bytes, "the image's /etc/ld.so.cache");
+    if (!bytes && errno == EFBIG)
         log::warning("ignoring the image's /etc/ld.so.cache: larger than ",
                      image::ld_cache_max_bytes, " bytes");
-        return std::nullopt;
-    }
-    return read_all(f.get(), "the image's /etc/ld.so.cache", image::ld_cache_max_bytes);
+    return bytes;
 }
 
 } // namespace ch::run

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -115,6 +116,49 @@ std::string read_all(int fd, std::string_view what, std::size_t max_bytes) {
         came_short = regular && !probing && static_cast<std::size_t>(n) < chunk;
         chunk = 8192;
     }
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+    if (this != &o) {
+        if (data_)
+            ::munmap(data_, size_);
+        data_ = std::exchange(o.data_, nullptr);
+        size_ = std::exchange(o.size_, 0);
+        copy_ = std::move(o.copy_);
+    }
+    return *this;
+}
+
+MappedFile::~MappedFile() {
+    if (data_)
+        ::munmap(data_, size_);
+}
+
+std::optional<MappedFile> MappedFile::map(int fd, std::size_t max_bytes, std::string_view what) {
+    struct stat st {};
+
+    if (::fstat(fd, &st) != 0)
+        return std::nullopt;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
+        return std::nullopt;
+    }
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+        errno = EFBIG;
+        return std::nullopt;
+    }
+    MappedFile m;
+    if (st.st_size == 0)
+        return m;
+    const auto n = static_cast<std::size_t>(st.st_size);
+    void* p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        m.copy_ = read_all(fd, what, max_bytes);
+        return m;
+    }
+    m.data_ = p;
+    m.size_ = n;
+    return m;
 }
 
 std::string read_file(const fs::path& path) {

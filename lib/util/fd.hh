@@ -80,6 +80,46 @@ void close_fds_except(std::vector<int> keep);
 std::string read_all(int fd, std::string_view what,
                      std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 std::string read_file(const fs::path& path);
+
+// A regular file's bytes, mapped read-only rather than read: nothing is
+// copied and no memory of ch-run's own is filled. A file that shrinks while
+// mapped raises SIGBUS on access: map only files whose owner controls what
+// ch-run does with them anyway (an image's own files).
+class MappedFile {
+public:
+    MappedFile() = default;
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    MappedFile(MappedFile&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr))
+        , size_(std::exchange(o.size_, 0))
+        , copy_(std::move(o.copy_)) {}
+
+    MappedFile& operator=(MappedFile&& o) noexcept;
+    ~MappedFile();
+
+    // fd's bytes: a regular file of at most max_bytes, else nullopt with
+    // errno EINVAL or EFBIG. Read instead (errors name what) where the
+    // filesystem can't map it.
+    static std::optional<MappedFile> map(int fd, std::size_t max_bytes, std::string_view what);
+
+    std::string_view view() const noexcept {
+        return data_ ? std::string_view(static_cast<const char*>(data_), size_) : copy_;
+    }
+
+    // Leaves the mapping in place for execve(2) to drop with the rest of the
+    // address space: on a paravirtualised guest a munmap (its TLB flush)
+    // costs as much as reading the file (80 us here). Only for a process
+    // about to exec, such as ch-run.
+    void keep_until_exec() noexcept { data_ = nullptr; }
+
+private:
+    void* data_ = nullptr; // what mmap returned, size_ bytes
+    std::size_t size_ = 0;
+    std::string copy_;
+};
+
 // Write all of data to fd; throws "can't write WHAT: reason".
 void write_all(int fd, std::string_view data, std::string_view what);
 

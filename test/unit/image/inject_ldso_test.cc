@@ -156,11 +156,10 @@ TEST_CASE("splice_ld_cache: the image's strings kept in place, the same cache as
     std::sort(ours.begin(), ours.end(), ld_cache_before);
     for (const auto& image : images) {
         const auto theirs = parse_ld_cache_refs(image);
-        const LdCacheSplice sp = splice_ld_cache(ours, theirs, image);
-        // Only ours were copied; the image's bytes after its entries are kept whole.
-        CHECK(sp.tail.size() < 100);
-        CHECK(sp.kept.size() > image.size() / 2);
-        const auto got = parse_ld_cache(sp.str());
+        const LdCacheView view(image);
+        REQUIRE(view.size() == theirs.size());
+        const std::string sp = splice_ld_cache(ours, view);
+        const auto got = parse_ld_cache(sp);
         const auto want = parse_ld_cache(make_ld_cache_merged(ours, theirs, Merge::replace));
         REQUIRE(got.size() == want.size());
         for (std::size_t i = 0; i < got.size(); i++) {
@@ -168,7 +167,23 @@ TEST_CASE("splice_ld_cache: the image's strings kept in place, the same cache as
             CHECK(got[i].value == want[i].value);
             CHECK(got[i].flags == want[i].flags);
         }
-        spit(t / "spliced", sp.str());
+        // The image's bytes after its entries are kept whole, right after
+        // the new entries; only ours were copied after them.
+        const std::string_view kept = view.after_entries();
+        CHECK(kept.size() > image.size() / 2);
+        const std::size_t kept_at = 48 + got.size() * 24;
+        CHECK(std::string_view(sp).substr(kept_at, kept.size()) == kept);
+        CHECK(sp.size() - kept_at - kept.size() < 100);
+        // Given in parts: the entries in parts of at most 8 KiB, the kept
+        // bytes whole; the same bytes as the string.
+        std::vector<std::string> parts;
+        splice_ld_cache(ours, view, [&](std::string_view p) { parts.emplace_back(p); });
+        CHECK(std::any_of(parts.begin(), parts.end(),
+                          [&](const std::string& p) { return p == kept; }));
+        for (const auto& p : parts)
+            CHECK((p.size() <= 8192 || p == kept));
+        CHECK(join(parts, "") == sp);
+        spit(t / "spliced", sp);
         const std::string cmd = cat("/sbin/ldconfig -p -C ", (t / "spliced").string(), " > ",
                                     (t / "out").string(), " 2>&1");
         REQUIRE(std::system(cmd.c_str()) == 0);
@@ -185,7 +200,7 @@ TEST_CASE("splice_ld_cache: the image's strings kept in place, the same cache as
     std::memcpy(odd.data() + 48 + 8, &into_header, 4);
     const auto theirs = parse_ld_cache_refs(odd);
     REQUIRE(theirs.size() == 1);
-    const auto got = parse_ld_cache(splice_ld_cache({}, theirs, odd).str());
+    const auto got = parse_ld_cache(splice_ld_cache({}, LdCacheView(odd)));
     REQUIRE(got.size() == 1);
     CHECK(got[0].value == theirs[0].value);
     CHECK(got[0].key == "liba.so.1");
@@ -225,6 +240,30 @@ TEST_CASE("hostile caches are refused with a reason, never read out of bounds") 
     const std::uint32_t huge = 0xffffffff;
     std::memcpy(old.data() + 12, &huge, 4);
     CHECK_THROWS_WITH(parse_ld_cache(old), doctest::Contains("larger than the file"));
+    // The view of a cache (what ch-run merges) checks the same, every entry,
+    // when it is made.
+    for (const std::string& bad : {many, far, unterminated, old})
+        CHECK_THROWS(static_cast<void>(LdCacheView(bad)));
+    CHECK_THROWS_WITH(static_cast<void>(LdCacheView(far)), doctest::Contains("outside the file"));
+    std::string second_bad = make_ld_cache(
+        {{"liba.so.1", "/a/liba.so.1", 0x0303, 0}, {"libb.so.1", "/b/libb.so.1", 0x0303, 0}});
+    std::memcpy(second_bad.data() + 48 + 24 + 8, &off, 4); // the second entry's value
+    CHECK_THROWS_WITH(static_cast<void>(LdCacheView(second_bad)),
+                      doctest::Contains("outside the file"));
+    // Bytes rewritten after the view was made (a mapped file its owner
+    // changes): an offset out of the file is found when read again.
+    std::string changing = good;
+    const LdCacheView moving(changing);
+    REQUIRE(moving[0].key == "liba.so.1");
+    std::memcpy(changing.data() + 48 + 4, &off, 4);
+    CHECK_THROWS_WITH(static_cast<void>(moving[0]), doctest::Contains("changed while it was read"));
+    const LdCacheView view(good);
+    REQUIRE(view.size() == 1);
+    CHECK(view[0].key == "liba.so.1");
+    CHECK(view[0].value == "/a/liba.so.1");
+    CHECK(view.sorted());
+    CHECK(LdCacheView().size() == 0);
+    CHECK(LdCacheView().after_entries().empty());
 }
 
 TEST_CASE("ld.so.conf: includes in order, comments, and nothing outside the root") {

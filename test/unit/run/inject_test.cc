@@ -34,54 +34,54 @@ std::string libz() {
 
 } // namespace
 
-TEST_CASE("inject_binds: sets by name or all, paths or source and target") {
+TEST_CASE("inject_files: sets by name or all, paths or source and target") {
     TempDir t;
     const auto cfg = site(t, "run:\n  inject:\n    a:\n      - /x/liba.so.1\n"
                              "      - {source: /y/b, target: /opt/b}\n    c:\n      - /z\n");
-    const auto a = inject_binds(cfg, {"a"});
+    const auto a = inject_files(cfg, {"a"});
     REQUIRE(a.size() == 2);
     CHECK(a[0].src == "/x/liba.so.1");
     CHECK(a[0].dst == "/x/liba.so.1");
     CHECK(a[1].src == "/y/b");
     CHECK(a[1].dst == "/opt/b");
-    CHECK(a[1].need == Need::make_dst);
-    CHECK(inject_binds(cfg, {}).size() == 3);
-    CHECK(inject_binds(cfg, {"c", "c"}).size() == 1);
-    CHECK_THROWS_WITH(inject_binds(cfg, {"nope"}),
+    CHECK(inject_files(cfg, {}).size() == 3);
+    CHECK(inject_files(cfg, {"c", "c"}).size() == 1);
+    CHECK_THROWS_WITH(inject_files(cfg, {"nope"}),
                       "--inject: no set nope in the configuration (it has: a, c)");
 }
 
-TEST_CASE("inject_binds: bad entries name the file, line and column") {
+TEST_CASE("inject_files: bad entries name the file, line and column") {
     TempDir t;
     const std::string f = (t / "site.yaml").string();
     CHECK_THROWS_WITH(
-        inject_binds(site(t, "run:\n  inject:\n    a:\n      - rel/x\n"), {}),
+        inject_files(site(t, "run:\n  inject:\n    a:\n      - rel/x\n"), {}),
         doctest::Contains((f + ":4:9: run.inject.a entry must be an absolute path").c_str()));
-    CHECK_THROWS_WITH(inject_binds(site(t, "run:\n  inject:\n    a:\n      - {target: /x}\n"), {}),
+    CHECK_THROWS_WITH(inject_files(site(t, "run:\n  inject:\n    a:\n      - {target: /x}\n"), {}),
                       doctest::Contains("entry without source"));
     CHECK_THROWS_WITH(
-        inject_binds(site(t, "run:\n  inject:\n    a:\n      - {source: /x, to: /y}\n"), {}),
+        inject_files(site(t, "run:\n  inject:\n    a:\n      - {source: /x, to: /y}\n"), {}),
         doctest::Contains("unknown key to (expected source, target)"));
-    CHECK_THROWS_WITH(inject_binds(site(t, "run:\n  inject:\n    a: /x\n"), {}),
+    CHECK_THROWS_WITH(inject_files(site(t, "run:\n  inject:\n    a: /x\n"), {}),
                       doctest::Contains("run.inject.a must be a list of paths"));
     CHECK_THROWS_WITH(
-        inject_binds(site(t, "run:\n  inject:\n    a:\n      - {source: /x, target: /}\n"), {}),
+        inject_files(site(t, "run:\n  inject:\n    a:\n      - {source: /x, target: /}\n"), {}),
         doctest::Contains("target can't be the image root"));
-    CHECK_THROWS_AS(inject_binds(site(t, "run: {}\n"), {}), UsageError);
+    CHECK_THROWS_AS(inject_files(site(t, "run: {}\n"), {}), UsageError);
 }
 
 TEST_CASE("group_libraries: libraries by directory, the rest one by one") {
     TempDir t;
     spit(t / "header.h", "int x;\n");
     fs::create_symlink("/lib/x86_64-linux-gnu/libz.so.1", t / "libz-link.so.1");
-    const std::vector<Bind> binds = {
-        {"/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", Need::make_dst},
-        {t / "libz-link.so.1", t / "libz-link.so.1", Need::make_dst},
-        {t / "header.h", t / "header.h", Need::make_dst},
-        {"/lib/x86_64-linux-gnu/libz.so.1", "/opt/z/libz.so.1", Need::make_dst},
-        {"/nonexistent/libq.so.1", "/nonexistent/libq.so.1", Need::make_dst},
+    const std::string link = (t / "libz-link.so.1").string(), header = (t / "header.h").string();
+    const std::vector<InjectFile> files = {
+        {"/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1"},
+        {link, link},
+        {header, header},
+        {"/lib/x86_64-linux-gnu/libz.so.1", "/opt/z/libz.so.1"},
+        {"/nonexistent/libq.so.1", "/nonexistent/libq.so.1"},
     };
-    const Injection inj = group_libraries(binds);
+    const Injection inj = group_libraries(files);
     const std::string real = libz();
     const std::string name = fs::path(real).filename().string();
     // One directory mount, then the rest in order.
@@ -91,6 +91,8 @@ TEST_CASE("group_libraries: libraries by directory, the rest one by one") {
     CHECK(inj.binds[1].src == t / "header.h");
     CHECK(inj.binds[2].dst == "/opt/z/libz.so.1");
     CHECK(inj.binds[3].src == "/nonexistent/libq.so.1"); // the bind step reports it
+    for (const auto& b : inj.binds)
+        CHECK(b.need == Need::make_dst);
     REQUIRE(inj.libs.size() == 3);
     CHECK(inj.libs[0].key == "libz.so.1");
     CHECK(inj.libs[0].value == "/ch/inject/0/" + name);
@@ -150,7 +152,7 @@ TEST_CASE("merged_ld_cache: injected first, image's hwcaps variants and same nam
         {"libs.so.3", "/usr/lib/glibc-hwcaps/x86-64-v3/libs.so.3", 0x0303, (1ULL << 62) | 1},
     });
     const auto out = image::parse_ld_cache(
-        merged_ld_cache({{"libq.so.1", "/ch/inject/0/libq.so.1", 0x0303, 0}}, image).str());
+        merged_ld_cache({{"libq.so.1", "/ch/inject/0/libq.so.1", 0x0303, 0}}, image));
     REQUIRE(out.size() == 2);
     CHECK(out[0].key == "libr.so.2"); // the loader's order: descending
     CHECK(out[1].key == "libq.so.1");
@@ -162,16 +164,17 @@ TEST_CASE("merged_ld_cache: injected first, image's hwcaps variants and same nam
     std::swap_ranges(swapped.begin() + 48, swapped.begin() + 72, swapped.begin() + 72);
     REQUIRE(image::parse_ld_cache(swapped)[0].key == "liba.so.1");
     const auto sorted =
-        image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 0x0303, 0}}, swapped).str());
+        image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 0x0303, 0}}, swapped));
     REQUIRE(sorted.size() == 3);
     CHECK(sorted[0].key == "libz.so.1");
     CHECK(sorted[1].key == "libq.so.1");
     CHECK(sorted[2].key == "liba.so.1");
     // No image cache, or garbage: the injected ones alone.
-    CHECK(image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 3, 0}}, std::nullopt).str())
-              .size() == 1);
-    CHECK(image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 3, 0}}, "garbage").str())
-              .size() == 1);
+    CHECK(
+        image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 3, 0}}, std::nullopt)).size() ==
+        1);
+    CHECK(image::parse_ld_cache(merged_ld_cache({{"libq.so.1", "/q", 3, 0}}, "garbage")).size() ==
+          1);
 }
 
 TEST_CASE("write_upper_ld_cache: the merged cache in the upper layer, /etc's mode kept") {

@@ -164,3 +164,43 @@ TEST_CASE("fd: read_all: a file's size is only a hint, the limit is what counts"
     const Fd status(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
     CHECK(ch::read_all(status.get(), "status", 1 << 20).find("Name:") == 0);
 }
+
+TEST_CASE("fd: MappedFile: a regular file's bytes, the limit checked first") {
+    TempTree t;
+    const fs::path f = t.outside / "data";
+    std::ofstream(f) << std::string(20000, 'a') << "end";
+    const auto open = [&](const fs::path& p) {
+        return Fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    };
+    {
+        const Fd fd = open(f);
+        auto m = ch::MappedFile::map(fd.get(), 20003, "data");
+        REQUIRE(m);
+        CHECK(m->view().size() == 20003);
+        CHECK(m->view().substr(20000) == "end");
+        // Moved, the bytes stay; the first owner has none.
+        ch::MappedFile other = std::move(*m);
+        CHECK(other.view().substr(20000) == "end");
+        CHECK(m->view().empty());
+    }
+    {
+        const Fd fd = open(f);
+        errno = 0;
+        CHECK_FALSE(ch::MappedFile::map(fd.get(), 20002, "data"));
+        CHECK(errno == EFBIG);
+    }
+    {
+        std::ofstream(t.outside / "empty");
+        const Fd fd = open(t.outside / "empty");
+        const auto m = ch::MappedFile::map(fd.get(), 10, "empty");
+        REQUIRE(m);
+        CHECK(m->view().empty());
+    }
+    {
+        // Not a regular file: a directory, or /proc's files (size 0).
+        const Fd dir = open(t.outside);
+        errno = 0;
+        CHECK_FALSE(ch::MappedFile::map(dir.get(), 1 << 20, "dir"));
+        CHECK(errno == EINVAL);
+    }
+}
