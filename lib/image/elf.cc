@@ -252,4 +252,19 @@ std::int32_t ld_cache_flags(const ElfInfo& elf) {
     }
 }
 
+std::int32_t native_ld_cache_flags() {
+    ElfInfo self;
+    self.is64 = sizeof(void*) == 8;
+#if defined(__x86_64__)
+    self.machine = EM_X86_64;
+#elif defined(__aarch64__)
+    self.machine = EM_AARCH64;
+#elif defined(__powerpc64__)
+    self.machine = EM_PPC64;
+#elif defined(__s390x__)
+    self.machine = EM_S390;
+#endif
+    return ld_cache_flags(self);
+}
+
 } // namespace ch::image

@@ -45,5 +45,7 @@ std::optional<ElfInfo> read_elf(const ElfRead& read, std::uint64_t size, std::st
 // glibc's ld.so.cache flags for a library of this kind (FLAG_ELF_LIBC6 plus
 // the machine's FLAG_*_LIB64 bits), which its loader compares exactly.
 std::int32_t ld_cache_flags(const ElfInfo& elf);
+// The flags of this program's own kind of library (x86-64: 0x0303).
+std::int32_t native_ld_cache_flags();
 
 } // namespace ch::image

@@ -225,6 +225,28 @@ std::string_view LdCacheView::after_entries() const {
     return data_.substr(base_ + new_header_size + size() * new_entry_size);
 }
 
+std::optional<LdCacheRef> find_ld_cache(const LdCacheView& cache, std::string_view soname,
+                                        std::int32_t flags) {
+    // Descending names: the first entry not after soname, then its equals.
+    std::size_t lo = 0, hi = cache.size();
+    if (cache.sorted())
+        while (lo < hi) {
+            const std::size_t mid = lo + (hi - lo) / 2;
+            if (ld_cache_cmp(cache[mid].key, soname) > 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    for (std::size_t i = cache.sorted() ? lo : 0; i < cache.size(); i++) {
+        const LdCacheRef e = cache[i];
+        if (e.key == soname && e.flags == flags && e.hwcap == 0)
+            return e;
+        if (cache.sorted() && e.key != soname)
+            break;
+    }
+    return std::nullopt;
+}
+
 namespace {
 
 // The cache merged from a and b (see make_ld_cache_merged), as the order to

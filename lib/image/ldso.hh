@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -83,6 +84,12 @@ private:
     std::vector<std::uint16_t> lengths_; // each entry's key's and value's
     bool sorted_ = true;
 };
+
+// The plain entry (no glibc-hwcaps variant) for soname with these flags,
+// found as the loader finds it (a binary search when the cache is in its
+// order); nullopt when there is none.
+std::optional<LdCacheRef> find_ld_cache(const LdCacheView& cache, std::string_view soname,
+                                        std::int32_t flags);
 
 // Where a generated cache goes, part after part.
 using LdCacheSink = std::function<void(std::string_view)>;

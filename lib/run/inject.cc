@@ -7,6 +7,7 @@
 #include <set>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "image/elf.hh"
@@ -51,6 +52,17 @@ void add_set(const std::string& name, const config::Value& set, std::vector<Inje
                              cat("run.inject.", name, ": entry without source"));
             b.src = absolute(set, n["source"], "source");
             b.dst = n["target"] ? absolute(set, n["target"], "target") : b.src;
+        } else if (n.IsScalar() && !n.Scalar().empty() &&
+                   n.Scalar().find('/') == std::string::npos) {
+            // A library's name: the host's ld.so.cache says where it is.
+            const std::string& lib = n.Scalar();
+            if (lib == "." || lib == "..")
+                config::fail(config::origin_of(set.origin.file, n),
+                             cat("run.inject.", name,
+                                 " entry must be a path or a library name: ", printable(lib)));
+            b.src = b.dst = lib;
+            b.by_name = true;
+            b.origin = config::origin_of(set.origin.file, n).str();
         } else {
             b.src = absolute(set, n, cat("run.inject.", name, " entry"));
             b.dst = b.src;
@@ -103,7 +115,8 @@ std::vector<InjectFile> inject_files(const config::Config& cfg,
     return out;
 }
 
-Injection group_libraries(const std::vector<InjectFile>& files) {
+Injection group_libraries(const std::vector<InjectFile>& files,
+                          const std::optional<image::LdCacheView>& host_cache) {
     // ch-run does this for every library at every start, so it allocates
     // little: a directory is opened once (and looked up in a short list, as
     // there are few), names are views into the binds, and O_NOFOLLOW says
@@ -117,7 +130,31 @@ Injection group_libraries(const std::vector<InjectFile>& files) {
     const auto alone = [&](const InjectFile& f) {
         rest.push_back({f.src, f.dst, Need::make_dst});
     };
+    // A library at host path real (a file, or a link in its directory),
+    // bound with the rest of that directory.
+    const auto by_directory = [&](std::string_view real, std::string soname, std::int32_t flags) {
+        const auto [real_dir, real_name] = split_last(real);
+        auto at = dirs.find(real_dir);
+        if (at == dirs.end()) {
+            at = dirs.emplace(real_dir, cat(inject_dir, "/", dirs.size())).first;
+            inj.binds.push_back({at->first, at->second, Need::make_dst});
+            inj.upper_paths.push_back(at->second.substr(1) + "/");
+        }
+        inj.libs.push_back({std::move(soname), cat(at->second, "/", real_name), flags, 0});
+    };
+    const std::int32_t native = image::native_ld_cache_flags();
     for (const auto& f : files) {
+        if (f.by_name) {
+            const auto e =
+                host_cache ? image::find_ld_cache(*host_cache, f.src, native) : std::nullopt;
+            if (!e || e->value.empty() || e->value[0] != '/')
+                throw Error(cat("--inject: no library ", printable(f.src),
+                                " in the host's /etc/ld.so.cache for this machine (", f.origin,
+                                "); give its path instead"));
+            log::verbose("inject ", f.src, ": ", e->value, " (the host's ld.so.cache)");
+            by_directory(e->value, f.src, e->flags);
+            continue;
+        }
         const std::string& src = f.src;
         const auto [parent, base] = split_last(src);
         auto p = std::find_if(parents.begin(), parents.end(),
@@ -162,22 +199,46 @@ Injection group_libraries(const std::vector<InjectFile>& files) {
             }
             real = std::string_view(buf, static_cast<std::size_t>(n));
         }
-        const auto [real_dir, real_name] = split_last(real);
-        auto at = dirs.find(real_dir);
-        if (at == dirs.end()) {
-            at = dirs.emplace(real_dir, cat(inject_dir, "/", dirs.size())).first;
-            inj.binds.push_back({at->first, at->second, Need::make_dst});
-            inj.upper_paths.push_back(at->second.substr(1) + "/");
-        }
-        inj.libs.push_back({*elf->soname, cat(at->second, "/", real_name), cache_flags, 0});
+        by_directory(real, *elf->soname, cache_flags);
     }
     inj.binds.insert(inj.binds.end(), rest.begin(), rest.end());
     return inj;
 }
 
+MappedFile host_ld_cache(const char* path) {
+    const Fd fd(::open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    if (!fd)
+        throw_errno("--inject: library names need the host's ", path);
+
+    struct stat st {};
+
+    if (::fstat(fd.get(), &st) != 0)
+        throw_errno("--inject: can't stat ", path);
+    if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0)
+        throw Error(cat("--inject: ", path,
+                        " is not a regular file of root's that only root may write; "
+                        "give library paths instead of names"));
+    auto bytes = MappedFile::map(fd.get(), image::ld_cache_max_bytes, path);
+    if (!bytes)
+        throw_errno("--inject: can't read ", path);
+    return std::move(*bytes);
+}
+
 Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets) {
     const auto files = inject_files(cfg, sets);
-    Injection inj = group_libraries(files);
+    std::optional<MappedFile> host;
+    std::optional<image::LdCacheView> host_cache;
+    if (std::any_of(files.begin(), files.end(), [](const auto& f) { return f.by_name; })) {
+        host = host_ld_cache();
+        try {
+            host_cache.emplace(host->view());
+        } catch (const Error& e) {
+            throw Error(cat("--inject: the host's /etc/ld.so.cache: ", e.what()));
+        }
+    }
+    Injection inj = group_libraries(files, host_cache);
+    if (host)
+        host->keep_until_exec(); // ch-run execs soon after
     log::verbose("inject: ", files.size(), " files, ", inj.libs.size(), " libraries");
     return inj;
 }

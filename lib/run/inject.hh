@@ -29,6 +29,10 @@ namespace ch::run {
 // every --inject start, and fs::path splits every one into its components.
 struct InjectFile {
     std::string src, dst;
+    // src is a library's name (a soname, "libmpi.so.40"), to be found in the
+    // host's ld.so.cache; origin says where the configuration gives it.
+    bool by_name = false;
+    std::string origin;
 };
 
 // The files of the sets named (every set when sets is empty), from
@@ -42,7 +46,12 @@ std::vector<InjectFile> inject_files(const config::Config& cfg,
 // directories, one mount each, at inject_dir/0, /1, ...
 constexpr const char* inject_dir = "/ch/inject";
 
-// Reads each source's ELF header on the host. Libraries (ELF shared objects
+// Libraries given by name are looked up in host_cache (the host's
+// /etc/ld.so.cache: its entry for this machine's kind of library gives the
+// path, and nothing is read from the library), and bound by the directory of
+// that path (ldconfig makes the soname a link to its file in the same
+// directory). For the other entries, reads each source's ELF header on the
+// host. Libraries (ELF shared objects
 // with a soname) without a target of their own are bound by directory (one
 // mount for many libraries; the directory of the file a symlink names) and
 // the cache entries point into it; other files, and libraries with a target,
@@ -50,7 +59,14 @@ constexpr const char* inject_dir = "/ch/inject";
 // The mount points are made in the overlay's upper layer before it is
 // mounted (upper_paths), as /etc/ld.so.cache is (write_upper_ld_cache), so
 // that they exist whoever owns the image's directories.
-Injection group_libraries(const std::vector<InjectFile>& files);
+Injection group_libraries(const std::vector<InjectFile>& files,
+                          const std::optional<image::LdCacheView>& host_cache = std::nullopt);
+
+// The host's ld.so.cache at path, for libraries given by name: a regular
+// file of root's that no one else may write (the host's loader trusts it as
+// much), mapped and checked (see image::LdCacheView) and left mapped for
+// execve to drop. Throws Error naming path and the reason.
+MappedFile host_ld_cache(const char* path = "/etc/ld.so.cache");
 
 // Both of the above, from the configuration ch-run has loaded once.
 Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets);

@@ -143,4 +143,11 @@ EOF
     assert_output_has "config: pass UCX_* from $ex"
     assert_output_has "config: join timeout 60 s from $ex:20:17"
     assert_line_is -1 cma
+    # Its injection set names Open MPI's libraries, found in the host's cache.
+    ldconfig -p | grep -q '^[[:space:]]libmpi\.so\.40 ' || skip_env "no Open MPI (libmpi.so.40) on this host"
+    CH_CONFIG_SITE=$ex run ch-run -v --inject=mpi "$ch_busybox" -- sh -c 'test -f /ch/inject/0/libmpi.so.40 && echo found'
+    assert_status 0
+    assert_output_has "inject set mpi from $ex:27:7"
+    assert_output_has "inject libmpi.so.40: /"
+    assert_line_is -1 found
 }

@@ -12,7 +12,9 @@ setup_file() {
     local d=$BATS_FILE_TMPDIR
     export USER=${USER:-$(id -un)}
     inject_chinj "$d/host"
-    inject_glibc_image "$d/img" "$d/host/bin/chinj-prog"
+    # gcov (gcc's, as the test libraries are built with it) needs only the
+    # C library and libz.so.1, which the image lacks: the library-by-name test.
+    inject_glibc_image "$d/img" "$d/host/bin/chinj-prog" /usr/bin/gcov
     "$ch_bin/ch-convert" -q "$d/img" "$d/img.sqfs"
     cat > "$d/site.yaml" <<EOY
 run:
@@ -89,6 +91,31 @@ image_state() {
     assert_status 0
     assert_output_has "chinj answer 4242"
     [[ ! -e $d/img/ch/inject ]]
+}
+
+@test "inject: libraries by name, where the host's ld.so.cache says they are" {
+    cat > "$BATS_TEST_TMPDIR/byname.yaml" <<EOY
+run:
+  inject:
+    byname:
+      - libz.so.1
+EOY
+    run -127 ch-run "$d/img" -- /usr/bin/gcov --version
+    assert_output_has "libz.so.1: cannot open shared object file"
+    CH_CONFIG_SITE=$BATS_TEST_TMPDIR/byname.yaml run ch-run -v --inject "$d/img" -- /usr/bin/gcov --version
+    assert_status 0
+    assert_output_has "inject libz.so.1: /"
+    assert_output_has "gcov (Debian"
+    # Its directory is bound, and the soname's link found in it.
+    CH_CONFIG_SITE=$BATS_TEST_TMPDIR/byname.yaml run ch-run --inject "$d/img" -- /sbin/ldconfig -p
+    assert_status 0
+    assert_output_has "libz.so.1 (libc6,x86-64) => /ch/inject/0/libz.so.1"
+    [[ ! -e $d/img/ch/inject ]]
+    # A name the host's cache lacks is an error at the entry.
+    printf 'run:\n  inject:\n    x:\n      - libnope.so.9\n' > "$BATS_TEST_TMPDIR/nope.yaml"
+    CH_CONFIG_SITE=$BATS_TEST_TMPDIR/nope.yaml run ch-run --inject "$d/img" -- /bin/sh -c :
+    assert_status 31
+    assert_output_has "no library libnope.so.9 in the host's /etc/ld.so.cache for this machine ($BATS_TEST_TMPDIR/nope.yaml:4:9)"
 }
 
 @test "inject: -v says where each set came from" {

@@ -314,6 +314,7 @@ TEST_CASE("read_elf: a host library's soname and cache flags; damaged and non-EL
     CHECK(info->soname == "libz.so.1");
 #if defined(__x86_64__)
     CHECK(ld_cache_flags(*info) == 0x0303);
+    CHECK(native_ld_cache_flags() == 0x0303); // this host's kind, as its libraries say
 #endif
     TempDir t;
     const std::string whole = read_file("/lib/x86_64-linux-gnu/libz.so.1");
@@ -393,4 +394,46 @@ TEST_CASE("read_elf with deps: a host program's interpreter and libraries, from 
         return false;
     };
     CHECK_FALSE(read_elf(failing, prog.size(), "failing"));
+}
+
+TEST_CASE("find_ld_cache: a soname's plain entry for these flags, as the loader finds it") {
+    const std::string cache = make_ld_cache({
+        {"liba.so.1", "/lib/liba.so.1", 0x0303, 0},
+        {"libq.so.1", "/usr/lib/glibc-hwcaps/x86-64-v3/libq.so.1", 0x0303, (1ULL << 62) | 1},
+        {"libq.so.1", "/usr/lib/libq.so.1", 0x0303, 0},
+        {"libq.so.1", "/usr/lib32/libq.so.1", 0x0003, 0},
+        {"libq.so.10", "/usr/lib/libq.so.10", 0x0303, 0},
+        {"libz.so.1", "/lib/libz.so.1", 0x0303, 0},
+    });
+    const LdCacheView view(cache);
+    REQUIRE(view.sorted());
+    CHECK(find_ld_cache(view, "libq.so.1", 0x0303)->value == "/usr/lib/libq.so.1");
+    CHECK(find_ld_cache(view, "libq.so.1", 0x0003)->value == "/usr/lib32/libq.so.1");
+    CHECK(find_ld_cache(view, "libq.so.10", 0x0303)->value == "/usr/lib/libq.so.10");
+    CHECK(find_ld_cache(view, "liba.so.1", 0x0303)->value == "/lib/liba.so.1");
+    CHECK(find_ld_cache(view, "libz.so.1", 0x0303)->value == "/lib/libz.so.1");
+    CHECK_FALSE(find_ld_cache(view, "libz.so.1", 0x0003));
+    CHECK_FALSE(find_ld_cache(view, "libq.so", 0x0303));
+    CHECK_FALSE(find_ld_cache(view, "libzz.so.1", 0x0303));
+    CHECK_FALSE(find_ld_cache(LdCacheView(), "liba.so.1", 0x0303));
+    // Every name of this host's cache is found where a scan finds it.
+    const std::string host = host_cache();
+    const LdCacheView hv(host);
+    for (std::size_t i = 0; i < hv.size(); i++) {
+        const LdCacheRef e = hv[i];
+        if (e.hwcap != 0)
+            continue;
+        const auto got = find_ld_cache(hv, e.key, e.flags);
+        REQUIRE(got);
+        CHECK(got->key == e.key);
+        CHECK(got->flags == e.flags);
+    }
+    // Out of the loader's order (no ldconfig writes that): scanned.
+    std::string swapped = make_ld_cache(
+        {{"liba.so.1", "/a/liba.so.1", 0x0303, 0}, {"libz.so.1", "/z/libz.so.1", 0x0303, 0}});
+    std::swap_ranges(swapped.begin() + 48, swapped.begin() + 72, swapped.begin() + 72);
+    const LdCacheView sv(swapped);
+    REQUIRE_FALSE(sv.sorted());
+    CHECK(find_ld_cache(sv, "libz.so.1", 0x0303)->value == "/z/libz.so.1");
+    CHECK(find_ld_cache(sv, "liba.so.1", 0x0303)->value == "/a/liba.so.1");
 }

@@ -102,6 +102,59 @@ TEST_CASE("group_libraries: libraries by directory, the rest one by one") {
           std::vector<std::string>{"ch/inject/0/"}); // the cache: write_upper_ld_cache
 }
 
+TEST_CASE("inject_files and group_libraries: libraries by name, from the host's cache") {
+    TempDir t;
+    const auto cfg = site(t, "run:\n  inject:\n    n:\n      - libz.so.1\n"
+                             "      - /etc/hostname\n      - libq.so.2\n");
+    const auto files = inject_files(cfg, {});
+    REQUIRE(files.size() == 3);
+    CHECK(files[0].by_name);
+    CHECK(files[0].src == "libz.so.1");
+    CHECK(files[0].origin == (t / "site.yaml").string() + ":4:9");
+    CHECK_FALSE(files[1].by_name);
+    const std::string host = image::make_ld_cache({
+        {"libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", 0x0303, 0},
+        {"libq.so.2", "/opt/q/lib/libq.so.2", 0x0303, 0},
+        {"libq.so.2", "/opt/q/lib32/libq.so.2", 0x0003, 0},
+    });
+    const Injection inj = group_libraries(files, image::LdCacheView(host));
+    // Each library's directory bound (nothing read from the files, which
+    // need not exist), the rest one by one.
+    REQUIRE(inj.binds.size() == 3);
+    CHECK(inj.binds[0].src == "/lib/x86_64-linux-gnu");
+    CHECK(inj.binds[0].dst == "/ch/inject/0");
+    CHECK(inj.binds[1].src == "/opt/q/lib");
+    CHECK(inj.binds[1].dst == "/ch/inject/1");
+    CHECK(inj.binds[2].src == "/etc/hostname");
+    REQUIRE(inj.libs.size() == 2);
+    CHECK(inj.libs[0].key == "libz.so.1");
+    CHECK(inj.libs[0].value == "/ch/inject/0/libz.so.1");
+    CHECK(inj.libs[0].flags == 0x0303);
+    CHECK(inj.libs[1].value == "/ch/inject/1/libq.so.2");
+    // A name the cache lacks, or no cache: an error that says where.
+    const auto missing =
+        inject_files(site(t, "run:\n  inject:\n    n:\n      - libnope.so.1\n"), {});
+    CHECK_THROWS_WITH(group_libraries(missing, image::LdCacheView(host)),
+                      doctest::Contains("no library libnope.so.1 in the host's /etc/ld.so.cache"));
+    CHECK_THROWS_WITH(group_libraries(files), doctest::Contains(":4:9); give its path instead"));
+    CHECK_THROWS_WITH(inject_files(site(t, "run:\n  inject:\n    n:\n      - ..\n"), {}),
+                      doctest::Contains("entry must be a path or a library name"));
+}
+
+TEST_CASE("host_ld_cache: root's file only") {
+    // This host's is root's and only root writes it.
+    const MappedFile host = host_ld_cache();
+    CHECK(image::LdCacheView(host.view()).size() > 0);
+    TempDir t;
+    spit(t / "cache", image::make_ld_cache({{"libz.so.1", "/z/libz.so.1", 0x0303, 0}}));
+    ::chmod((t / "cache").c_str(), 0666);
+    CHECK_THROWS_WITH(
+        host_ld_cache((t / "cache").c_str()),
+        doctest::Contains("is not a regular file of root's that only root may write"));
+    CHECK_THROWS_WITH(host_ld_cache((t / "none").c_str()),
+                      doctest::Contains("library names need the host's"));
+}
+
 TEST_CASE("make_plan with injection: -W added, cache before the seal, binds before -b") {
     RunOptions o;
     o.image_ref = "/img";
