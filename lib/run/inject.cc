@@ -119,7 +119,7 @@ Injection group_libraries(const std::vector<InjectFile>& files,
                           const std::optional<image::LdCacheView>& host_cache) {
     // ch-run does this for every library at every start, so it allocates
     // little: a directory is opened once (and looked up in a short list, as
-    // there are few), names are views into the binds, and O_NOFOLLOW says
+    // there are few), names are views into the entries, and O_NOFOLLOW says
     // whether a name is the file itself (then its directory is the one to
     // bind), with no look into /proc unless it is a link.
     Injection inj;
