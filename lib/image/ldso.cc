@@ -225,25 +225,40 @@ std::string_view LdCacheView::after_entries() const {
     return data_.substr(base_ + new_header_size + size() * new_entry_size);
 }
 
-std::optional<LdCacheRef> find_ld_cache(const LdCacheView& cache, std::string_view soname,
+std::optional<LdCacheRef> find_ld_cache(std::string_view data, std::string_view soname,
                                         std::int32_t flags) {
+    const auto [base, n] = cache_layout(data);
+    const auto entry = [&, base = base](std::size_t i) {
+        const std::size_t at = base + new_header_size + i * new_entry_size;
+        LdCacheRef e;
+        e.flags = get<std::int32_t>(data, at);
+        e.key = cache_string(data, base, get<std::uint32_t>(data, at + 4));
+        e.hwcap = get<std::uint64_t>(data, at + 16);
+        return e;
+    };
+    const auto match = [&, base = base](std::size_t i) -> std::optional<LdCacheRef> {
+        LdCacheRef e = entry(i);
+        if (e.key != soname || e.flags != flags || e.hwcap != 0)
+            return std::nullopt;
+        const std::size_t at = base + new_header_size + i * new_entry_size;
+        e.value = cache_string(data, base, get<std::uint32_t>(data, at + 8));
+        return e;
+    };
     // Descending names: the first entry not after soname, then its equals.
-    std::size_t lo = 0, hi = cache.size();
-    if (cache.sorted())
-        while (lo < hi) {
-            const std::size_t mid = lo + (hi - lo) / 2;
-            if (ld_cache_cmp(cache[mid].key, soname) > 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-    for (std::size_t i = cache.sorted() ? lo : 0; i < cache.size(); i++) {
-        const LdCacheRef e = cache[i];
-        if (e.key == soname && e.flags == flags && e.hwcap == 0)
-            return e;
-        if (cache.sorted() && e.key != soname)
-            break;
+    std::size_t lo = 0, hi = n;
+    while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (ld_cache_cmp(entry(mid).key, soname) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    for (std::size_t i = lo; i < n && entry(i).key == soname; i++)
+        if (auto e = match(i))
+            return e;
+    for (std::size_t i = 0; i < n; i++)
+        if (auto e = match(i))
+            return e;
     return std::nullopt;
 }
 

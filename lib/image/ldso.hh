@@ -85,10 +85,13 @@ private:
     bool sorted_ = true;
 };
 
-// The plain entry (no glibc-hwcaps variant) for soname with these flags,
-// found as the loader finds it (a binary search when the cache is in its
-// order); nullopt when there is none.
-std::optional<LdCacheRef> find_ld_cache(const LdCacheView& cache, std::string_view soname,
+// The plain entry (no glibc-hwcaps variant) for soname with these flags in
+// the cache data, found as the loader finds it: a binary search in the
+// loader's order, which reads a few entries, not all (ch-run looks up every
+// library given by name at each start), then, if that finds nothing, a scan
+// (a cache out of order). The layout and every string read are checked;
+// throws Error "WHY" as parse_ld_cache_refs does. nullopt when there is none.
+std::optional<LdCacheRef> find_ld_cache(std::string_view data, std::string_view soname,
                                         std::int32_t flags);
 
 // Where a generated cache goes, part after part.

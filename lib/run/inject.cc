@@ -116,7 +116,7 @@ std::vector<InjectFile> inject_files(const config::Config& cfg,
 }
 
 Injection group_libraries(const std::vector<InjectFile>& files,
-                          const std::optional<image::LdCacheView>& host_cache) {
+                          std::optional<std::string_view> host_cache) {
     // ch-run does this for every library at every start, so it allocates
     // little: a directory is opened once (and looked up in a short list, as
     // there are few), names are views into the entries, and O_NOFOLLOW says
@@ -145,8 +145,13 @@ Injection group_libraries(const std::vector<InjectFile>& files,
     const std::int32_t native = image::native_ld_cache_flags();
     for (const auto& f : files) {
         if (f.by_name) {
-            const auto e =
-                host_cache ? image::find_ld_cache(*host_cache, f.src, native) : std::nullopt;
+            std::optional<image::LdCacheRef> e;
+            try {
+                if (host_cache)
+                    e = image::find_ld_cache(*host_cache, f.src, native);
+            } catch (const Error& err) {
+                throw Error(cat("--inject: the host's /etc/ld.so.cache: ", err.what()));
+            }
             if (!e || e->value.empty() || e->value[0] != '/')
                 throw Error(cat("--inject: no library ", printable(f.src),
                                 " in the host's /etc/ld.so.cache for this machine (", f.origin,
@@ -227,16 +232,9 @@ MappedFile host_ld_cache(const char* path) {
 Injection prepare_injection(const config::Config& cfg, const std::vector<std::string>& sets) {
     const auto files = inject_files(cfg, sets);
     std::optional<MappedFile> host;
-    std::optional<image::LdCacheView> host_cache;
-    if (std::any_of(files.begin(), files.end(), [](const auto& f) { return f.by_name; })) {
+    if (std::any_of(files.begin(), files.end(), [](const auto& f) { return f.by_name; }))
         host = host_ld_cache();
-        try {
-            host_cache.emplace(host->view());
-        } catch (const Error& e) {
-            throw Error(cat("--inject: the host's /etc/ld.so.cache: ", e.what()));
-        }
-    }
-    Injection inj = group_libraries(files, host_cache);
+    Injection inj = group_libraries(files, host ? std::optional(host->view()) : std::nullopt);
     if (host)
         host->keep_until_exec(); // ch-run execs soon after
     log::verbose("inject: ", files.size(), " files, ", inj.libs.size(), " libraries");

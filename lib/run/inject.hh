@@ -60,12 +60,12 @@ constexpr const char* inject_dir = "/ch/inject";
 // mounted (upper_paths), as /etc/ld.so.cache is (write_upper_ld_cache), so
 // that they exist whoever owns the image's directories.
 Injection group_libraries(const std::vector<InjectFile>& files,
-                          const std::optional<image::LdCacheView>& host_cache = std::nullopt);
+                          std::optional<std::string_view> host_cache = std::nullopt);
 
 // The host's ld.so.cache at path, for libraries given by name: a regular
 // file of root's that no one else may write (the host's loader trusts it as
-// much), mapped and checked (see image::LdCacheView) and left mapped for
-// execve to drop. Throws Error naming path and the reason.
+// much), mapped; each entry is checked as it is read (image::find_ld_cache).
+// Throws Error naming path and the reason.
 MappedFile host_ld_cache(const char* path = "/etc/ld.so.cache");
 
 // Both of the above, from the configuration ch-run has loaded once.

@@ -405,8 +405,8 @@ TEST_CASE("find_ld_cache: a soname's plain entry for these flags, as the loader 
         {"libq.so.10", "/usr/lib/libq.so.10", 0x0303, 0},
         {"libz.so.1", "/lib/libz.so.1", 0x0303, 0},
     });
-    const LdCacheView view(cache);
-    REQUIRE(view.sorted());
+    const std::string_view view = cache;
+    REQUIRE(LdCacheView(cache).sorted());
     CHECK(find_ld_cache(view, "libq.so.1", 0x0303)->value == "/usr/lib/libq.so.1");
     CHECK(find_ld_cache(view, "libq.so.1", 0x0003)->value == "/usr/lib32/libq.so.1");
     CHECK(find_ld_cache(view, "libq.so.10", 0x0303)->value == "/usr/lib/libq.so.10");
@@ -415,7 +415,14 @@ TEST_CASE("find_ld_cache: a soname's plain entry for these flags, as the loader 
     CHECK_FALSE(find_ld_cache(view, "libz.so.1", 0x0003));
     CHECK_FALSE(find_ld_cache(view, "libq.so", 0x0303));
     CHECK_FALSE(find_ld_cache(view, "libzz.so.1", 0x0303));
-    CHECK_FALSE(find_ld_cache(LdCacheView(), "liba.so.1", 0x0303));
+    CHECK_THROWS_WITH(find_ld_cache("", "liba.so.1", 0x0303),
+                      doctest::Contains("not a glibc ld.so.cache"));
+    // A string read on the way out of the file is an error, not a read.
+    std::string far = cache;
+    const std::uint32_t off = 0x7fffffff;
+    std::memcpy(far.data() + 48 + 2 * 24 + 4, &off, 4); // a key the search reads
+    CHECK_THROWS_WITH(find_ld_cache(far, "libq.so.1", 0x0303),
+                      doctest::Contains("outside the file"));
     // Every name of this host's cache is found where a scan finds it.
     const std::string host = host_cache();
     const LdCacheView hv(host);
@@ -423,7 +430,7 @@ TEST_CASE("find_ld_cache: a soname's plain entry for these flags, as the loader 
         const LdCacheRef e = hv[i];
         if (e.hwcap != 0)
             continue;
-        const auto got = find_ld_cache(hv, e.key, e.flags);
+        const auto got = find_ld_cache(host, e.key, e.flags);
         REQUIRE(got);
         CHECK(got->key == e.key);
         CHECK(got->flags == e.flags);
@@ -432,8 +439,7 @@ TEST_CASE("find_ld_cache: a soname's plain entry for these flags, as the loader 
     std::string swapped = make_ld_cache(
         {{"liba.so.1", "/a/liba.so.1", 0x0303, 0}, {"libz.so.1", "/z/libz.so.1", 0x0303, 0}});
     std::swap_ranges(swapped.begin() + 48, swapped.begin() + 72, swapped.begin() + 72);
-    const LdCacheView sv(swapped);
-    REQUIRE_FALSE(sv.sorted());
-    CHECK(find_ld_cache(sv, "libz.so.1", 0x0303)->value == "/z/libz.so.1");
-    CHECK(find_ld_cache(sv, "liba.so.1", 0x0303)->value == "/a/liba.so.1");
+    REQUIRE_FALSE(LdCacheView(swapped).sorted());
+    CHECK(find_ld_cache(swapped, "libz.so.1", 0x0303)->value == "/z/libz.so.1");
+    CHECK(find_ld_cache(swapped, "liba.so.1", 0x0303)->value == "/a/liba.so.1");
 }

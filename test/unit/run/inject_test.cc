@@ -117,7 +117,7 @@ TEST_CASE("inject_files and group_libraries: libraries by name, from the host's 
         {"libq.so.2", "/opt/q/lib/libq.so.2", 0x0303, 0},
         {"libq.so.2", "/opt/q/lib32/libq.so.2", 0x0003, 0},
     });
-    const Injection inj = group_libraries(files, image::LdCacheView(host));
+    const Injection inj = group_libraries(files, host);
     // Each library's directory bound (nothing read from the files, which
     // need not exist), the rest one by one.
     REQUIRE(inj.binds.size() == 3);
@@ -134,7 +134,7 @@ TEST_CASE("inject_files and group_libraries: libraries by name, from the host's 
     // A name the cache lacks, or no cache: an error that says where.
     const auto missing =
         inject_files(site(t, "run:\n  inject:\n    n:\n      - libnope.so.1\n"), {});
-    CHECK_THROWS_WITH(group_libraries(missing, image::LdCacheView(host)),
+    CHECK_THROWS_WITH(group_libraries(missing, host),
                       doctest::Contains("no library libnope.so.1 in the host's /etc/ld.so.cache"));
     CHECK_THROWS_WITH(group_libraries(files), doctest::Contains(":4:9); give its path instead"));
     CHECK_THROWS_WITH(inject_files(site(t, "run:\n  inject:\n    n:\n      - ..\n"), {}),
