@@ -153,6 +153,14 @@ TEST_CASE("host_ld_cache: root's file only") {
         doctest::Contains("is not a regular file of root's that only root may write"));
     CHECK_THROWS_WITH(host_ld_cache((t / "none").c_str()),
                       doctest::Contains("library names need the host's"));
+    // A symlink where the file should be is not followed, even to the real one.
+    fs::create_symlink("/etc/ld.so.cache", t / "link");
+    CHECK_THROWS_WITH(host_ld_cache((t / "link").c_str()),
+                      doctest::Contains("library names need the host's"));
+    // Nor is a directory taken for it.
+    fs::create_directory(t / "dir");
+    CHECK_THROWS_WITH(host_ld_cache((t / "dir").c_str()),
+                      doctest::Contains("is not a regular file of root's"));
 }
 
 TEST_CASE("make_plan with injection: -W added, cache before the seal, binds before -b") {
